@@ -1,0 +1,167 @@
+"""`RunConfig`: the one object that describes a run.
+
+A preset, a saved run and a shared link are all the same JSON dict, so the config is a flat
+dataclass of plain values. Validation is a small checker driven by the type hints (``Literal`` gives
+the allowed values, ``metadata`` the numeric bounds), so every error names the field and what is
+allowed, and an invalid config is refused before anything trains. No pydantic: the engine's core
+depends on torch and numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+DatasetName = Literal[
+    "spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d", "mnist", "cifar10"
+]
+IMAGE_DATASETS = ("digits", "mnist", "cifar10")
+Activation = Literal["tanh", "relu", "sigmoid", "linear"]
+Init = Literal["gaussian", "xavier", "kaiming", "orthogonal"]
+OptimizerName = Literal["sgd", "adam", "sa_sgd", "proxbp", "sibp"]
+
+
+class ConfigError(ValueError):
+    """An invalid run description; the message names the field and the allowed values."""
+
+
+def _bounds(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> dict:
+    return {"metadata": {"lo": lo, "hi": hi, "open_lo": open_lo}}
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce one training run (see README for the meaning of each field)."""
+
+    name: str = ""
+    # data
+    dataset: DatasetName = "spirals"
+    n_train: int = field(default=1024, **_bounds(1))
+    n_test: int = field(default=512, **_bounds(1))
+    noise: float = field(default=0.1, **_bounds(0.0))
+    data_dir: str | None = None
+    # model
+    arch: Literal["mlp", "cnn"] = "mlp"
+    depth: int = field(default=4, **_bounds(1, 100))
+    width: int = field(default=32, **_bounds(1, 4096))
+    activation: Activation = "tanh"
+    init: Init = "xavier"
+    init_std: float = field(default=0.1, **_bounds(0.0, open_lo=True))
+    batch_norm: bool = False
+    skip: bool = False
+    # optimisation
+    optimizer: OptimizerName = "sgd"
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    lr: float = field(default=0.05, **_bounds(0.0, open_lo=True))
+    batch_size: int = field(default=64, **_bounds(1))
+    steps: int = field(default=1000, **_bounds(1))
+    seed: int = 0
+    # execution
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    hessian_every: int | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a RunConfig is a JSON object, got {type(data).__name__}")
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(f"unknown field(s) {unknown}; allowed fields: {', '.join(allowed)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with some fields changed (unknown names are refused)."""
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def task(self) -> Literal["classification", "regression"]:
+        return "regression" if self.dataset == "teacher" else "classification"
+
+
+# --- validation -------------------------------------------------------------------------------
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, tp)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check every field's type, allowed values and bounds, then the rules between fields."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        tp = hints[f.name]
+        if not _matches(value, tp):
+            raise ConfigError(f"{f.name}: got {value!r}; allowed: {_describe(tp)}")
+        if tp is float and isinstance(value, int):
+            setattr(cfg, f.name, float(value))
+            value = float(value)
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"{f.name}: got {value!r}; must be a finite number")
+            too_low = lo is not None and (value <= lo if f.metadata.get("open_lo") else value < lo)
+            if too_low or (hi is not None and value > hi):
+                lo_s = "" if lo is None else (f"> {lo}" if f.metadata.get("open_lo") else f">= {lo}")
+                hi_s = "" if hi is None else f"<= {hi}"
+                raise ConfigError(f"{f.name}: got {value!r}; allowed: {' and '.join(s for s in (lo_s, hi_s) if s)}")
+    if isinstance(cfg.hessian_every, int) and cfg.hessian_every < 1:
+        raise ConfigError(f"hessian_every: got {cfg.hessian_every!r}; allowed: 'auto' or an integer >= 1")
+    if cfg.arch == "cnn" and cfg.dataset not in IMAGE_DATASETS:
+        raise ConfigError(
+            f"arch: 'cnn' needs an image dataset ({', '.join(IMAGE_DATASETS)}); dataset is {cfg.dataset!r}"
+        )
+    if cfg.device != "auto" and cfg.device != "cpu" and not cfg.device.startswith("cuda"):
+        raise ConfigError(f"device: got {cfg.device!r}; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    try:
+        json.dumps(cfg.optimizer_options)
+    except TypeError as exc:
+        raise ConfigError(f"optimizer_options: must hold JSON values only ({exc})") from None

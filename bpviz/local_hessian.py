@@ -1,0 +1,434 @@
+"""Per-block local Hessians: spectra of the Gauss-Newton matrix of each block's back-matching loss.
+
+For block b with batch input Z (all samples) and output F_b(W; Z), the local Hessian is ``J^T J``
+with J the Jacobian of vec F_b with respect to vec W (``wrt="weight"``, the Linear/Conv weight) or
+vec Z (``wrt="input"``), BatchNorm in training mode so its coupling of samples counts. It is the
+eta -> 0 limit of the exact Hessian of 1/2 ||F_b - Z~_b||^2 (research/seeds.md §1.4).
+
+``method="exact"`` uses the structure instead of a dense Jacobian:
+
+* weight: output unit (or conv channel) u depends only on its own row w_u, so ``J^T J`` is block
+  diagonal with blocks ``J_u^T J_u``, ``J_u = D_u P`` (P: block inputs or im2col patches, D_u the
+  activation slope times, with BN, the BN Jacobian ``(gamma/s)(I - 11^T/N - y y^T/N)``);
+* input without BN: every sample is its own block ``J_i = diag(act'_i) W + S`` (S the skip);
+* input with BN: samples are coupled, the problem is one dense eigenproblem of size batch x width;
+  past ``EXACT_DENSE_MAX`` this raises :class:`ExactTooLarge`, which suggests ``method="lanczos"``.
+
+Each small Gram matrix is diagonalised from its smaller side (``J J^T`` or ``J^T J``), in float64,
+and the missing eigenvalues are exact zeros. ``method="lanczos"`` runs a block Krylov (block Lanczos
+with full reorthogonalisation) iteration on Jacobian-vector products, never forming J; the block size
+k makes repeated top eigenvalues (e.g. ``I_m (x) Z^T Z`` of a linear block) come out with their
+multiplicity.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models import ACTIVATIONS, Block, BlockNet
+
+WRT = ("weight", "input")
+METHODS = ("exact", "lanczos")
+#: largest side of the one dense eigenproblem a batch-coupled (BN) input Hessian needs.
+EXACT_DENSE_MAX = 2048
+#: the report's own, tighter limit: it must stay fast enough to refresh live.
+REPORT_DENSE_MAX = 512
+#: Krylov dimension of the report's Lanczos fallback (an estimate for plotting, on a fixed budget).
+REPORT_KRYLOV_DIM = 48
+#: largest per-sample input size for the conv input Hessian without BN (one eigenproblem a sample).
+EXACT_PER_SAMPLE_MAX = 1024
+#: largest Jacobian (elements) built at once; units are processed in chunks under it.
+CHUNK_ELEMENTS = 1 << 24
+#: relative floor under which the report counts an eigenvalue as zero (see ``_zero_tol``).
+ZERO_RTOL = 1e-9
+#: fixed log10 bin edges of the report's eigenvalue histograms (the ideal local Hessian has all
+#: eigenvalues at 1, i.e. at log10 = 0); values outside fall into the end bins.
+HIST_EDGES = np.linspace(-6.0, 4.0, 41)
+
+
+class ExactTooLarge(ValueError):
+    """The exact spectrum would be too big a problem; the message suggests ``method='lanczos'``."""
+
+
+# --- argument checks ----------------------------------------------------------------------------
+def _check_args(model: BlockNet, x: torch.Tensor, block: int, wrt: str, method: str, k: int | None) -> Block:
+    n_blocks = len(model.blocks)
+    if isinstance(block, bool) or not isinstance(block, int) or not -n_blocks <= block < n_blocks:
+        raise IndexError(f"block {block!r} is out of range: this model has blocks 0..{n_blocks - 1}")
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ValueError(f"x must be a batch tensor (batch, {', '.join(map(str, model.input_shape))})")
+    return model.blocks[block]
+
+
+def _block_input(model: BlockNet, x: torch.Tensor, block: int) -> torch.Tensor:
+    param = model.head.linear.weight
+    x = x.to(device=param.device, dtype=param.dtype)
+    z = model.prepare(x)
+    with torch.no_grad():
+        for b in model.blocks[: block % len(model.blocks)]:
+            z = b.local_forward(z)
+    return z
+
+
+# --- structured Jacobians -----------------------------------------------------------------------
+def _patches(block: Block, z: torch.Tensor) -> torch.Tensor:
+    """The rows the weight multiplies: block inputs (n, d), or conv im2col patches (n*H*W, C*9)."""
+    if block.kind == "linear":
+        return z
+    cols = F.unfold(z, kernel_size=3, padding=1)  # (n, C*9, H*W)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def _per_unit(t: torch.Tensor, kind: str) -> torch.Tensor:
+    """(n, m) or (n, m, H, W) -> (m, N): unit u's values at all N batch positions."""
+    return t.T if kind == "linear" else t.transpose(0, 1).reshape(t.shape[1], -1)
+
+
+def _slopes(block: Block, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per unit and position: the factor c (activation slope, times gamma/s with BN) and y_hat."""
+    with torch.no_grad():
+        g = block.affine_map(z, block.weight)
+        act_grad = ACTIVATIONS[block.activation][1]
+        if block.bn is None:
+            return _per_unit(act_grad(g), block.kind), None
+        y_hat, std = block.normalize(g)
+        gamma = block._channel_view(block.bn.weight)
+        c = act_grad(y_hat * gamma + block._channel_view(block.bn.bias)) * gamma / std
+        return _per_unit(c, block.kind), _per_unit(y_hat, block.kind)
+
+
+def _weight_jacobians(block: Block, z: torch.Tensor, units: slice) -> torch.Tensor:
+    """J_u = dF_{:,u}/dw_u for the given units: (units, N, fan_in)."""
+    P = _patches(block, z)
+    c, y_hat = _slopes(block, z)
+    c = c[units]
+    if y_hat is None:
+        return c[:, :, None] * P[None]
+    y = y_hat[units]
+    n_pos = P.shape[0]
+    centred = P - P.mean(0, keepdim=True)
+    return c[:, :, None] * (centred[None] - y[:, :, None] * (y @ P / n_pos)[:, None, :])
+
+
+def _gram_eigvalsh(J: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of J_i^T J_i for a batch of J_i (B, r, c), from the smaller side, in float64."""
+    J = J.double()
+    r, c = J.shape[-2:]
+    gram = J @ J.transpose(-1, -2) if r < c else J.transpose(-1, -2) @ J
+    eigs = torch.linalg.eigvalsh(gram).clamp_min(0.0)
+    if r < c:
+        eigs = torch.cat([eigs.new_zeros(eigs.shape[0], c - r), eigs], dim=1)
+    return eigs.reshape(-1)
+
+
+def _skip_matrix(block: Block, d_in: int, like: torch.Tensor) -> torch.Tensor | None:
+    if not block.skip:
+        return None
+    if block.projection is None:
+        return torch.eye(d_in, dtype=like.dtype, device=like.device)
+    return block.projection.weight.detach()
+
+
+def _input_jacobian_bn_linear(block: Block, z: torch.Tensor) -> torch.Tensor:
+    """Dense (n*m, n*d) Jacobian of a Linear+BN block from its closed form."""
+    n, d = z.shape
+    c, y_hat = _slopes(block, z)  # (m, n)
+    eye = torch.eye(n, dtype=z.dtype, device=z.device)
+    proj = eye[None] - 1.0 / n - y_hat[:, :, None] * y_hat[:, None, :] / n  # (m, n, n)
+    J = torch.einsum("ji,jik,jl->ijkl", c, proj, block.weight.detach())
+    S = _skip_matrix(block, d, z)
+    if S is not None:
+        J = J + eye[:, None, :, None] * S[None, :, None, :]
+    return J.reshape(n * c.shape[0], n * d)
+
+
+def _exact_weight(block: Block, z: torch.Tensor) -> torch.Tensor:
+    m = block.weight.shape[0]
+    n_pos, fan_in = _patches(block, z).shape
+    chunk = max(1, CHUNK_ELEMENTS // (n_pos * fan_in))
+    parts = [_gram_eigvalsh(_weight_jacobians(block, z, slice(s, s + chunk))) for s in range(0, m, chunk)]
+    return torch.cat(parts)
+
+
+def _exact_input(block: Block, z: torch.Tensor, dense_max: int = EXACT_DENSE_MAX) -> torch.Tensor:
+    n = z.shape[0]
+    per_sample = z[0].numel()
+    if block.bn is not None:
+        per_sample_out = block.weight.shape[0] * (per_sample // z.shape[1])
+        size = n * min(per_sample, per_sample_out)
+        if size > dense_max or n * per_sample * n * per_sample_out > 4 * CHUNK_ELEMENTS:
+            raise ExactTooLarge(
+                f"the input Hessian of a BatchNorm block couples the whole batch: exact needs one "
+                f"{size}x{size} eigenproblem (limit {dense_max}); use method='lanczos' with k=..., "
+                f"or a smaller batch"
+            )
+        if block.kind == "linear":
+            J = _input_jacobian_bn_linear(block, z)
+        else:
+            J = torch.func.jacfwd(block.local_forward)(z).reshape(-1, z.numel())
+        return _gram_eigvalsh(J[None])
+    if block.kind == "linear":
+        with torch.no_grad():
+            slope = ACTIVATIONS[block.activation][1](block.affine_map(z, block.weight))  # (n, m)
+            J = slope[:, :, None] * block.weight.detach()[None]
+            S = _skip_matrix(block, z.shape[1], z)
+            if S is not None:
+                J = J + S[None]
+        return _gram_eigvalsh(J)
+    if per_sample > EXACT_PER_SAMPLE_MAX:
+        raise ExactTooLarge(
+            f"the conv input Hessian has one {per_sample}x{per_sample} eigenproblem per sample "
+            f"(limit {EXACT_PER_SAMPLE_MAX}); use method='lanczos' with k=..."
+        )
+
+    def one_sample(zi: torch.Tensor) -> torch.Tensor:
+        return block.local_forward(zi[None])[0]
+
+    J = torch.func.vmap(torch.func.jacfwd(one_sample))(z)
+    return _gram_eigvalsh(J.reshape(n, -1, per_sample))
+
+
+# --- Lanczos ------------------------------------------------------------------------------------
+def _gauss_newton_matvec(block: Block, z: torch.Tensor, wrt: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """v -> J^T J v for a batch of tangents (p, *primal.shape), from jvp and vjp only."""
+    if wrt == "weight":
+        primal = block.weight.detach()
+
+        def f(w: torch.Tensor) -> torch.Tensor:
+            return block.local_forward(z, w)
+    else:
+        primal = z
+
+        def f(w: torch.Tensor) -> torch.Tensor:
+            return block.local_forward(w)
+
+    _, vjp_fn = torch.func.vjp(f, primal)
+
+    def matvec(V: torch.Tensor) -> torch.Tensor:
+        JV = torch.func.vmap(lambda v: torch.func.jvp(f, (primal,), (v,))[1])(V)
+        return torch.func.vmap(vjp_fn)(JV)[0]
+
+    return matvec, primal
+
+
+def _orthonormalize(X: torch.Tensor, Q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Columns of X made orthonormal to Q and to each other (block CGS2 + QR); a column that is
+    (numerically) in the span already is replaced by a random one, so the space keeps growing."""
+    for _ in range(3):
+        norms = X.norm(dim=0)
+        for _ in range(2):
+            X = X - Q @ (Q.T @ X)
+        q, r = torch.linalg.qr(X)
+        lost = r.diagonal().abs() <= 1e-10 * norms.clamp_min(torch.finfo(X.dtype).tiny)
+        if not lost.any():
+            return q
+        X = torch.where(lost, torch.randn(X.shape, generator=generator, dtype=X.dtype), X)
+    return q
+
+
+def block_lanczos(
+    matvec: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...], like: torch.Tensor,
+    k: int, tol: float = 1e-5, max_dim: int | None = None, seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rayleigh-Ritz on a growing block Krylov space (block size k): Ritz values (ascending) and
+    their SLQ weights (summing to 1).
+
+    Grows the space one block at a time until each of the k largest Ritz pairs has a residual
+    ``|A y - theta y| <= tol * theta_max`` (so an eigenvalue lies that close to it), or the space
+    reaches ``max_dim``. The weights are the squared first-block components of the Ritz vectors
+    averaged over the random start vectors: the stochastic Lanczos quadrature estimate of the
+    spectral density, which the report turns into a histogram.
+    """
+    n = math.prod(shape)
+    p = min(k, n)
+    max_dim = min(n, max_dim or max(20 * p, 200))
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, p, generator=generator, dtype=torch.float64)
+    Q_buf, AQ_buf = X.new_empty(n, max_dim), X.new_empty(n, max_dim)  # preallocated: no regrowth
+    T = X.new_zeros(max_dim, max_dim)
+    d = 0
+    while d < max_dim:
+        X = _orthonormalize(X[:, : max_dim - d], Q_buf[:, :d], generator)
+        Y = matvec(X.T.reshape(X.shape[1], *shape).to(like)).reshape(X.shape[1], n).T.double()
+        if not torch.isfinite(Y).all():
+            return torch.full((p,), float("nan"), dtype=torch.float64), torch.full((p,), 1.0 / p, dtype=torch.float64)
+        new = slice(d, d + X.shape[1])
+        Q_buf[:, new], AQ_buf[:, new] = X, Y
+        d = new.stop
+        Q, AQ = Q_buf[:, :d], AQ_buf[:, :d]
+        C = Q.T @ Y  # the new columns of T = Q^T A Q
+        T[:d, new], T[new, :d] = C, C.T
+        theta, U = torch.linalg.eigh(T[:d, :d])
+        top = U[:, -p:]
+        residual = (AQ @ top - Q @ (top * theta[-p:])).norm(dim=0)
+        if (residual <= tol * theta[-1].abs()).all():
+            break
+        X = Y
+    return theta.clamp_min(0.0), U[:p].pow(2).mean(0)
+
+
+def _lanczos(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    matvec, primal = _gauss_newton_matvec(block, z, wrt)
+    with torch.no_grad():
+        return block_lanczos(matvec, tuple(primal.shape), primal, k, **options)
+
+
+# --- public API -----------------------------------------------------------------------------------
+def dense_reference_spectrum(model: BlockNet, x: torch.Tensor, block: int, wrt: str = "weight") -> torch.Tensor:
+    """The slow oracle: autograd Jacobian of the whole block map, J^T J, eigvalsh, all in float64.
+
+    Uses none of the structure ``local_hessian_spectrum`` relies on; tests and benchmarks compare
+    against it.
+    """
+    blk = copy.deepcopy(_check_args(model, x, block, wrt, "exact", None)).double()
+    z = _block_input(model, x, block).double()
+    if wrt == "weight":
+        weight = blk.weight.detach()
+        J = torch.func.jacrev(lambda w: blk.local_forward(z, w))(weight).reshape(-1, weight.numel())
+    else:
+        J = torch.func.jacrev(blk.local_forward)(z).reshape(-1, z.numel())
+    return torch.linalg.eigvalsh(J.T @ J)
+
+
+def local_hessian_spectrum(
+    model: BlockNet, x: torch.Tensor, block: int, wrt: str = "weight", method: str = "exact", k: int | None = None
+) -> torch.Tensor:
+    """Eigenvalues (ascending, float64) of block ``block``'s local Hessian on the batch ``x``.
+
+    ``exact``: the whole spectrum (weight numel, or batch size x block-input size values), or its k
+    largest when ``k`` is given. ``lanczos``: the k largest (default 5) from Jacobian-vector products.
+    A model with NaN weights gives NaN eigenvalues.
+    """
+    blk = _check_args(model, x, block, wrt, method, k)
+    z = _block_input(model, x, block)
+    if method == "lanczos":
+        kk = k or 5
+        theta, _ = _lanczos(blk, z, wrt, kk)
+        return theta[-kk:]
+    size = blk.weight.numel() if wrt == "weight" else z.numel()
+    if not all(torch.isfinite(p).all() for p in blk.parameters()) or not torch.isfinite(z).all():
+        eigs = torch.full((size,), float("nan"), dtype=torch.float64)
+    else:
+        eigs = _exact_weight(blk, z) if wrt == "weight" else _exact_input(blk, z)
+        eigs = torch.sort(eigs).values
+    return eigs if k is None else eigs[-k:]
+
+
+@dataclass
+class SpectrumStats:
+    """What the dashboard plots for one block and one ``wrt``."""
+
+    block: int
+    wrt: str
+    method: str  # "exact" or "lanczos" (then the min, trace and histogram are estimates)
+    size: int  # number of eigenvalues of the full matrix
+    lambda_max: float
+    lambda_min_nonzero: float
+    condition_number: float
+    trace: float
+    rank: int
+    hist_counts: list[float]  # per HIST_EDGES bin; zeros are counted in ``size - rank``, not here
+
+    @property
+    def estimated(self) -> bool:
+        return self.method != "exact"
+
+
+def _zero_tol(lmax: float, dim: int, source_dtype: torch.dtype) -> float:
+    """Eigenvalues below this count as zero: round-off of the source precision, and at least
+    ``ZERO_RTOL * lmax`` (BN's epsilon leaves its scale-invariant direction at ~(eps/var)^2 lmax)."""
+    eps = torch.finfo(source_dtype).eps
+    return lmax * max((dim * eps) ** 2, dim * torch.finfo(torch.float64).eps, ZERO_RTOL)
+
+
+def _stats(block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weights: np.ndarray,
+           dim: int, dtype: torch.dtype) -> SpectrumStats:
+    if not np.isfinite(eigs).all():
+        nan = float("nan")
+        return SpectrumStats(block, wrt, method, size, nan, nan, nan, nan, 0, [nan] * (len(HIST_EDGES) - 1))
+    lmax = float(eigs.max(initial=0.0))
+    nonzero = eigs > _zero_tol(lmax, dim, dtype)
+    lmin = float(eigs[nonzero].min()) if nonzero.any() else float("nan")
+    logs = np.clip(np.log10(eigs[nonzero]), HIST_EDGES[0], HIST_EDGES[-1])
+    counts, _ = np.histogram(logs, bins=HIST_EDGES, weights=weights[nonzero] * size)
+    return SpectrumStats(
+        block=block, wrt=wrt, method=method, size=size, lambda_max=lmax, lambda_min_nonzero=lmin,
+        condition_number=lmax / lmin if nonzero.any() else float("nan"),
+        trace=float((eigs * weights).sum() * size), rank=int(round(float(weights[nonzero].sum() * size))),
+        hist_counts=counts.tolist(),
+    )
+
+
+@dataclass
+class LocalHessianReport:
+    """Spectral summary of every block's weight and input local Hessian on one batch."""
+
+    stats: list[SpectrumStats]
+    n_samples: int  # samples the Hessians were computed on
+    batch_size: int  # samples passed in; larger than n_samples when the report subsampled
+    seconds: float
+    hist_edges: list[float] = field(default_factory=lambda: HIST_EDGES.tolist())
+
+    @property
+    def subsampled(self) -> bool:
+        return self.n_samples < self.batch_size
+
+    def get(self, block: int, wrt: str) -> SpectrumStats:
+        for s in self.stats:
+            if s.block == block and s.wrt == wrt:
+                return s
+        raise KeyError(f"no stats for block {block}, wrt {wrt!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "subsampled": self.subsampled}
+
+
+def local_hessian_report(model: BlockNet, x: torch.Tensor, max_samples: int | None = 32, k: int = 8) -> LocalHessianReport:
+    """For every block and both ``wrt``: lambda_max, smallest nonzero lambda, condition number, trace
+    and a histogram of log10 eigenvalues.
+
+    The batch is cut to its first ``max_samples`` samples (the report says so) to keep the cost
+    fit for live refresh. Exact spectra are used where they fit; otherwise (e.g. the input Hessian
+    of a BN block) block Lanczos with k vectors, whose histogram is the SLQ density estimate.
+    """
+    start = time.perf_counter()
+    _check_args(model, x, 0, "weight", "exact", k)
+    batch = x.shape[0]
+    if max_samples is not None:
+        x = x[:max_samples]
+    dtype = model.head.linear.weight.dtype
+    zs = model.block_inputs(x.to(device=model.head.linear.weight.device, dtype=dtype))
+    stats = []
+    for b, blk in enumerate(model.blocks):
+        z = zs[b]
+        finite = torch.isfinite(z).all() and all(torch.isfinite(p).all() for p in blk.parameters())
+        for wrt in WRT:
+            size = blk.weight.numel() if wrt == "weight" else z.numel()
+            dim = z.shape[0] if wrt == "weight" else z[0].numel()
+            method = "exact"
+            if not finite:
+                eigs, weights = np.full(size, np.nan), np.full(size, 1.0 / size)
+            else:
+                try:
+                    eigs_t = _exact_weight(blk, z) if wrt == "weight" else _exact_input(blk, z, REPORT_DENSE_MAX)
+                    eigs, weights = eigs_t.cpu().numpy(), np.full(size, 1.0 / size)
+                except ExactTooLarge:
+                    method = "lanczos"
+                    theta, w = _lanczos(blk, z, wrt, k, max_dim=REPORT_KRYLOV_DIM)
+                    eigs, weights = theta.cpu().numpy(), w.cpu().numpy()
+            stats.append(_stats(b, wrt, method, size, eigs, weights, dim, dtype))
+    return LocalHessianReport(stats=stats, n_samples=x.shape[0], batch_size=batch, seconds=time.perf_counter() - start)
