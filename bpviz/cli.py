@@ -45,13 +45,46 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Run a headless comparison and write JSON, CSV and HTML under --out."""
+    from . import compare
+
+    command = "bpviz " + " ".join(args.argv)
+    if args.kind == "sweep":
+        result = compare.step_size_sweep(args.dataset or "mnist1d", step_sizes=args.lrs or compare.DEFAULT_STEP_SIZES,
+                                         steps=args.steps, seed=args.seed)
+        for row in result["rows"]:
+            print(f"{row['algorithm']:>7} lr={row['lr']:<7g} {row['status']:>9} train loss {row['final_train_loss']:.4g}"
+                  f"  test acc {row['final_test_accuracy']:.3f}")
+        print("largest stable step:", result["largest_stable_step"])
+    else:
+        result = compare.sa_sgd_comparison(args.dataset or "digits", step_sizes=args.lrs or (0.03, 0.1, 0.3, 1.0),
+                                           steps=args.steps, seed=args.seed)
+        for row in result["rows"]:
+            print(f"{row['arch']:>4} {row['algorithm']:>7} lr={row['lr']:<6g} {row['status']:>9} "
+                  f"train loss {row['final_train_loss']:.4g}  test acc {row['final_test_accuracy']:.3f}")
+    for path in compare.write_outputs(result, args.out, command):
+        print("wrote", path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bpviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="headless demo: local-Hessian tables for two inits, then a short training")
     demo.add_argument("--steps", type=int, default=300)
     demo.set_defaults(func=_demo)
+    cmp = sub.add_parser("compare", help="headless algorithm comparisons -> JSON, CSV, HTML")
+    cmp.add_argument("kind", choices=["sweep", "sa-sgd"], help="sweep: SGD/ProxBP/SIBP over step sizes; sa-sgd: SA-SGD vs SGD on BN nets")
+    cmp.add_argument("--dataset", default=None, help="default: mnist1d for sweep, digits for sa-sgd")
+    cmp.add_argument("--lrs", type=float, nargs="+", default=None, help="step sizes to try")
+    cmp.add_argument("--steps", type=int, default=300)
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--out", default="results")
+    cmp.set_defaults(func=_compare)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

@@ -165,3 +165,6 @@ def validate(cfg: RunConfig) -> None:
         json.dumps(cfg.optimizer_options)
     except TypeError as exc:
         raise ConfigError(f"optimizer_options: must hold JSON values only ({exc})") from None
+    from .optim import check_optimizer  # here, not at the top: optim imports this module
+
+    check_optimizer(cfg)

@@ -1,0 +1,109 @@
+"""Headless comparisons of the training algorithms, written as JSON, CSV and a self-contained HTML page.
+
+(a) ``step_size_sweep``: SGD vs ProxBP vs SIBP over a sweep of step sizes: final train loss, test
+accuracy and the largest step size each stays stable at. "Step size" is each algorithm's own
+``lr``: SGD's learning rate, ProxBP's proximal step tau_theta, SIBP's neuron step eta (with lambda=1);
+all three reduce to SGD with that learning rate for small steps (ProxBP exactly; SIBP on the summed
+loss as the authors define it). A run is *stable* when it finishes without NaN/Inf and ends with a
+lower train loss than it started with.
+(b) ``sa_sgd_comparison``: SA-SGD vs SGD on BN networks (MLP and CNN) with the same data, steps and
+learning rates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from . import html_plot
+from .config import RunConfig
+from .data import load_dataset
+from .train import RunResult, run
+
+SWEEP_ALGORITHMS = ("sgd", "proxbp", "sibp")
+DEFAULT_STEP_SIZES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def _row(result: RunResult, **extra) -> dict:
+    first, last = result.records[0], result.final
+    stable = result.status == "finished" and last.get("train_loss", math.inf) < first["train_loss"]
+    return {**extra, "algorithm": result.cfg.optimizer, "lr": result.cfg.lr, "status": result.status,
+            "diverged_at": result.diverged_at, "initial_train_loss": first["train_loss"],
+            "final_train_loss": last.get("train_loss", math.nan), "final_test_accuracy": last.get("test_accuracy", math.nan),
+            "stable": stable}
+
+
+def step_size_sweep(dataset: str = "mnist1d", step_sizes=DEFAULT_STEP_SIZES, steps: int = 300, seed: int = 0,
+                    algorithms=SWEEP_ALGORITHMS, **overrides) -> dict:
+    """(a): every algorithm at every step size on the same data and initialisation."""
+    base = RunConfig(dataset=dataset, depth=2, width=128, activation="relu", init="kaiming", batch_size=100,
+                     steps=steps, seed=seed, n_train=4000, n_test=1000, device="cpu", **overrides)
+    data = load_dataset(base)
+    rows, curves = [], {}
+    for algorithm in algorithms:
+        for lr in step_sizes:
+            result = run(base.replace(optimizer=algorithm, lr=lr), data, eval_every=max(1, steps // 10))
+            rows.append(_row(result, dataset=dataset))
+            curves[f"{algorithm} lr={lr:g}"] = result.records
+    largest = {a: max((r["lr"] for r in rows if r["algorithm"] == a and r["stable"]), default=None) for a in algorithms}
+    return {"kind": "step_size_sweep", "base_config": base.to_dict(), "rows": rows, "largest_stable_step": largest,
+            "curves": curves}
+
+
+def sa_sgd_comparison(dataset: str = "digits", step_sizes=(0.03, 0.1, 0.3, 1.0), steps: int = 300, seed: int = 0,
+                      **overrides) -> dict:
+    """(b): SA-SGD vs SGD (both with momentum 0.9) on BN networks, MLP and CNN, equal budgets."""
+    rows, curves = [], {}
+    for arch, depth, width in (("mlp", 6, 64), ("cnn", 4, 16)):
+        base = RunConfig(dataset=dataset, arch=arch, depth=depth, width=width, batch_norm=True, activation="relu",
+                         init="kaiming", batch_size=64, steps=steps, seed=seed, n_train=1500, n_test=297, device="cpu",
+                         **overrides)
+        data = load_dataset(base)
+        for algorithm in ("sgd", "sa_sgd"):
+            for lr in step_sizes:
+                cfg = base.replace(optimizer=algorithm, lr=lr, optimizer_options={"momentum": 0.9})
+                result = run(cfg, data, eval_every=max(1, steps // 10))
+                rows.append(_row(result, arch=arch))
+                curves[f"{arch} {algorithm} lr={lr:g}"] = result.records
+    best = {}
+    for arch in ("mlp", "cnn"):
+        for algorithm in ("sgd", "sa_sgd"):
+            mine = [r for r in rows if r["arch"] == arch and r["algorithm"] == algorithm and r["status"] == "finished"]
+            best[f"{arch} {algorithm}"] = min(mine, key=lambda r: r["final_train_loss"], default=None)
+    return {"kind": "sa_sgd_comparison", "rows": rows, "best": best, "curves": curves}
+
+
+def write_outputs(result: dict, out_dir: str | Path, command: str) -> list[Path]:
+    """``result.json`` (everything), ``result.csv`` (one row per run) and ``result.html`` (charts)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kind = result["kind"]
+    paths = [out / f"{kind}.json", out / f"{kind}.csv", out / f"{kind}.html"]
+    paths[0].write_text(json.dumps({**result, "command": command}, indent=1, default=str))
+    columns = list(result["rows"][0])
+    with paths[1].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(result["rows"])
+    parts = [f"<p>Produced by <code>{command}</code>.</p>"]
+    groups = sorted({(r.get("dataset") or r.get("arch")) for r in result["rows"]})
+    for group in groups:
+        rows = [r for r in result["rows"] if (r.get("dataset") or r.get("arch")) == group]
+        series_loss, series_acc = {}, {}
+        for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
+            mine = [r for r in rows if r["algorithm"] == algorithm]
+            lrs = [r["lr"] for r in mine]
+            series_loss[algorithm] = (lrs, [r["final_train_loss"] if r["status"] == "finished" else math.nan for r in mine])
+            series_acc[algorithm] = (lrs, [r["final_test_accuracy"] if r["status"] == "finished" else math.nan for r in mine])
+        parts.append(f"<h2>{group}</h2>")
+        parts.append(html_plot.line_chart(series_loss, f"{group}: final train loss", "step size", "train loss", logx=True, logy=True))
+        parts.append(html_plot.line_chart(series_acc, f"{group}: final test accuracy", "step size", "accuracy", logx=True))
+        if kind == "sa_sgd_comparison":
+            curves = {name: ([r["step"] for r in recs if "train_loss" in r], [r["train_loss"] for r in recs if "train_loss" in r])
+                      for name, recs in result["curves"].items() if name.startswith(group)}
+            parts.append(html_plot.line_chart(curves, f"{group}: train loss during training", "step", "train loss", logy=True))
+        parts.append(html_plot.table(rows, columns))
+    paths[2].write_text(html_plot.page(kind.replace("_", " "), parts))
+    return paths

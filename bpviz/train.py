@@ -1,0 +1,97 @@
+"""One run's moving parts in one object: data on the device, model, algorithm, batch sampler.
+
+``Trainer`` is the synchronous core that both the headless tools (``bpviz compare``, ``bpviz train``)
+and the live ``TrainingSession`` drive; it never synchronises with the device on its own, so the
+caller decides when to read the loss (every few steps), and with it when to check for divergence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .device import resolve_device
+from .models import BlockNet, build_model, network_loss
+from .optim import Algorithm, StepResult, make_algorithm
+
+
+class Trainer:
+    """Trains ``cfg``'s model with ``cfg``'s algorithm, one mini-batch per ``step()``."""
+
+    def __init__(self, cfg: RunConfig, data: Dataset | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.data = data or load_dataset(cfg)
+        self.x_train, self.y_train = self.data.x_train.to(self.device), self.data.y_train.to(self.device)
+        self.x_test, self.y_test = self.data.x_test.to(self.device), self.data.y_test.to(self.device)
+        torch.manual_seed(cfg.seed)
+        self.model: BlockNet = build_model(cfg, self.data.input_shape, self.data.n_outputs).to(self.device)
+        self.algorithm: Algorithm = make_algorithm(cfg, self.model)
+        self.sampler = torch.Generator().manual_seed(cfg.seed + 1)
+        self.step_count = 0
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A mini-batch drawn with replacement (indices made on the CPU: no device sync)."""
+        idx = torch.randint(0, self.x_train.shape[0], (self.cfg.batch_size,), generator=self.sampler)
+        idx = idx.to(self.device, non_blocking=True)
+        return self.x_train[idx], self.y_train[idx]
+
+    def step(self) -> StepResult:
+        result = self.algorithm.step(*self.batch())
+        self.step_count += 1
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", max_samples: int = 4096) -> dict[str, float]:
+        """Loss (and accuracy for classification) on a fixed slice of a split, BN in eval mode."""
+        x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        x, y = x[:max_samples], y[:max_samples]
+        self.model.eval()
+        try:
+            out = self.model(x)
+        finally:
+            self.model.train()
+        metrics = {"loss": network_loss(out, y).item()}
+        if self.data.task == "classification":
+            metrics["accuracy"] = (out.argmax(1) == y).double().mean().item()
+        return metrics
+
+
+@dataclass
+class RunResult:
+    """A finished headless run: its records and how it ended."""
+
+    cfg: RunConfig
+    records: list[dict] = field(default_factory=list)
+    status: str = "finished"  # or "diverged"
+    diverged_at: int | None = None
+
+    @property
+    def final(self) -> dict:
+        return self.records[-1] if self.records else {}
+
+
+def run(cfg: RunConfig, data: Dataset | None = None, eval_every: int = 50) -> RunResult:
+    """Train ``cfg.steps`` steps headless, recording the batch loss and train/test metrics every
+    ``eval_every`` steps; stops at the first NaN/Inf loss or parameter (status ``diverged``)."""
+    trainer = Trainer(cfg, data)
+    result = RunResult(cfg=cfg)
+    result.records.append({"step": 0, **{f"{split}_{k}": v for split in ("train", "test")
+                                         for k, v in trainer.evaluate(split).items()}})
+    for step in range(1, cfg.steps + 1):
+        out = trainer.step()
+        if step % eval_every and step != cfg.steps:
+            continue
+        record = {"step": step, "batch_loss": out.loss.item()}
+        if not math.isfinite(record["batch_loss"]) or not trainer.algorithm.parameters_finite():
+            result.status, result.diverged_at = "diverged", step
+            result.records.append(record)
+            break
+        for split in ("train", "test"):
+            record.update({f"{split}_{k}": v for k, v in trainer.evaluate(split).items()})
+        result.records.append(record)
+    return result
