@@ -18,3 +18,9 @@ def make_net():
         return model, x, y
 
     return make
+
+
+def pytest_configure(config):
+    # Small tensors gain nothing from two threads, and OpenMP's spinning threads slow down by
+    # orders of magnitude when another process (a Voila kernel, a browser) holds a core.
+    torch.set_num_threads(1)
