@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data import load_dataset
 from .local_hessian import LocalHessianReport, local_hessian_report
 from .models import build_model, network_loss
@@ -68,6 +69,94 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(args: argparse.Namespace) -> RunConfig:
+    from .presets import get_preset
+
+    if args.preset:
+        cfg = get_preset(args.preset)
+    else:
+        try:
+            cfg = RunConfig.from_json(Path(args.config).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {args.config}: {exc.strerror}") from None
+    return cfg.replace(steps=args.steps) if args.steps else cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train one run live, with a progress bar, saving it under --out."""
+    from .session import ENDED, TrainingSession
+
+    cfg = _load_config(args)
+    session = TrainingSession(cfg, runs_dir=args.out)
+    sub = session.subscribe()
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, unit="step", desc=cfg.name or "train")
+    except ImportError:  # the engine runs without the app extras; report plainly instead
+        bar = None
+    session.start()
+    loss = float("nan")
+    try:
+        while True:
+            event = sub.get(timeout=0.5)
+            if event is None:
+                continue
+            points = event.get("points", {}).get("train_loss")
+            loss = points[-1][1] if points else loss
+            if bar is not None:
+                bar.update(event["step"] - bar.n)
+                bar.set_postfix(loss=f"{loss:.4g}", steps_s=f"{event['steps_per_s']:.0f}")
+            if event["state"] in {s.value for s in ENDED}:
+                break
+    except KeyboardInterrupt:
+        session.stop()
+    finally:
+        if bar is not None:
+            bar.close()
+    session.wait()
+    test = session.history.last("test_accuracy")
+    print(f"{session.state.value} at step {session.step}: train loss {loss:.4g}"
+          + (f", test accuracy {test:.3f}" if test is not None else "")
+          + (f" ({session.message})" if session.message else ""))
+    print(f"saved to {session.writer.path}")
+    return 0 if session.state.value == "finished" else 1
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from .presets import describe_presets
+
+    for name, text in describe_presets():
+        print(f"{name:<24} {text}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs
+
+    runs, problems = list_runs(args.dir)
+    for run in runs:
+        last = next((r for r in reversed(run.records) if "train_loss" in r), {})
+        print(f"{run.run_id:<48} {run.status.get('state', '?'):<9} step {last.get('step', 0):>7}"
+              f"  loss {last.get('train_loss', float('nan')):.4g}")
+    for problem in problems:
+        print("skipped:", problem, file=sys.stderr)
+    if not runs:
+        print(f"no runs in {args.dir}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .runs import export_csv, load_run
+
+    path = Path(args.run)
+    if not path.is_dir():
+        path = Path(args.dir) / args.run
+    run = load_run(path)
+    out = export_csv(run, args.output or path / "metrics.csv")
+    print(f"wrote {out} ({len(run.records)} records)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bpviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,10 +171,31 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--out", default="results")
     cmp.set_defaults(func=_compare)
+    train = sub.add_parser("train", help="train one run live with a progress bar; saved under --out")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", help="a preset name (see `bpviz presets`)")
+    source.add_argument("--config", help="a RunConfig JSON file")
+    train.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    train.add_argument("--out", default="runs", help="runs directory (default: runs)")
+    train.set_defaults(func=_train)
+    sub.add_parser("presets", help="list the presets").set_defaults(func=_presets)
+    runs = sub.add_parser("runs", help="list saved runs")
+    runs.add_argument("--dir", default="runs")
+    runs.set_defaults(func=_runs)
+    export = sub.add_parser("export", help="export a saved run")
+    export.add_argument("run", help="a run folder, or a run id inside --dir")
+    export.add_argument("--csv", action="store_true", required=True, help="as CSV (the one format for now)")
+    export.add_argument("--dir", default="runs")
+    export.add_argument("--output", default=None, help="CSV path (default: metrics.csv in the run folder)")
+    export.set_defaults(func=_export)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     args.argv = argv
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"bpviz: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -64,6 +65,7 @@ class RunConfig:
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     hessian_every: int | Literal["auto"] = "auto"
+    num_threads: int | None = field(default=None, **_bounds(1, 256))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -93,6 +95,34 @@ class RunConfig:
             raise ConfigError(f"config is not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
+    def to_query(self) -> str:
+        """The fields that differ from the defaults, as a URL query string (a shareable link)."""
+        default = RunConfig()
+        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != getattr(default, f.name)}
+        return urllib.parse.urlencode({k: json.dumps(v) if isinstance(v, (dict, bool)) or v is None else v
+                                       for k, v in changed.items()})
+
+    @classmethod
+    def from_query(cls, query: str) -> tuple[RunConfig, list[str]]:
+        """Settings from a URL query; every unknown name or bad value is skipped and reported, so a
+        mangled link still opens (with defaults where it was wrong)."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        ignored: list[str] = []
+        for name, raw in urllib.parse.parse_qsl(query.lstrip("?"), keep_blank_values=True):
+            if name not in hints:
+                ignored.append(f"{name} (unknown setting)")
+                continue
+            value = _parse_query_value(raw, hints[name])
+            try:
+                cls(**{**values, name: value})
+            except (ConfigError, TypeError) as exc:
+                ignored.append(f"{name}={raw} ({exc})")
+                continue
+            values[name] = value
+        return cls(**values), ignored
+
     def replace(self, **changes: Any) -> RunConfig:
         """A validated copy with some fields changed (unknown names are refused)."""
         return RunConfig.from_dict({**self.to_dict(), **changes})
@@ -100,6 +130,35 @@ class RunConfig:
     @property
     def task(self) -> Literal["classification", "regression"]:
         return "regression" if self.dataset == "teacher" else "classification"
+
+
+def _parse_query_value(raw: str, tp: Any) -> Any:
+    """A query string's text as the field's type where it parses; otherwise the text itself,
+    which validation then refuses with the usual message."""
+    for kind in (bool, int, float):
+        if _accepts(tp, kind):
+            try:
+                value = json.loads(raw.lower() if kind is bool else raw)
+            except ValueError:
+                continue
+            if _matches(value, tp):
+                return value
+    if raw in ("null", "None") and _accepts(tp, type(None)):
+        return None
+    if typing.get_origin(tp) is dict:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _accepts(tp: Any, kind: type) -> bool:
+    if tp is kind:
+        return True
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return any(_accepts(a, kind) for a in typing.get_args(tp))
+    return False
 
 
 # --- validation -------------------------------------------------------------------------------

@@ -72,3 +72,20 @@ def test_replace_validates():
 def test_task_follows_dataset():
     assert RunConfig(dataset="teacher").task == "regression"
     assert RunConfig(dataset="xor").task == "classification"
+
+
+def test_url_query_round_trip():
+    cfg = RunConfig(depth=3, batch_norm=True, lr=0.3, hessian_every=5, optimizer="sa_sgd",
+                    optimizer_options={"granularity": "channel"}, data_dir="/data")
+    again, ignored = RunConfig.from_query("?" + cfg.to_query())
+    assert again == cfg and ignored == []
+    assert RunConfig().to_query() == ""  # only what differs from the defaults
+
+
+def test_url_query_nonsense_is_ignored_and_named():
+    cfg, ignored = RunConfig.from_query("depth=abc&nonsense=1&activation=gelu&width=7&lr=-1&hessian_every=auto")
+    assert cfg == RunConfig(width=7)
+    assert any(s.startswith("depth=abc") for s in ignored)
+    assert any(s.startswith("nonsense") for s in ignored)
+    assert any(s.startswith("activation=gelu") and "'tanh'" in s for s in ignored)
+    assert any(s.startswith("lr=-1") for s in ignored)

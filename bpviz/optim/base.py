@@ -86,7 +86,8 @@ class Algorithm:
         raise NotImplementedError
 
     def parameters_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        """One device sync for all parameters together."""
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
 
 def check_lr(lr: float) -> float:

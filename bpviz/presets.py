@@ -1,0 +1,77 @@
+"""Named runs that show the papers' points at CPU-friendly scale (seconds each on a 2-core CPU).
+
+Each preset is a plain :class:`~bpviz.config.RunConfig` whose ``name`` is the preset name, so the
+command line (``--preset NAME``), the UI menu and a saved run all speak the same JSON. They come in
+pairs or groups that differ in one field, so that the difference in the loss curves is that field's:
+
+* ``deep-tanh-*``: a 16-block tanh MLP on digits, identical except for how it is initialised or
+  built. With a small Gaussian init (std 0.1, gain 0.1·√32 ≈ 0.57 per block) the forward signal and
+  the back-propagated gradient shrink by ~0.57¹⁶ ≈ 10⁻⁴, and SGD stays at chance loss; an
+  orthogonal init, batch norm or skip connections each fix it.
+* ``sgd-bn`` / ``sa-sgd-bn``: the same BN CNN with momentum at a large learning rate; SA-SGD's
+  per-block scales keep it on track where SGD jumps about (our reconstruction of SA-SGD; on BN MLPs
+  it does not beat SGD, see docs/results.md).
+* ``sgd-large-step`` / ``sibp-large-step``: the same ReLU MLP at step size 3; SGD falls back to
+  chance loss, SIBP's implicit parameter update trains (docs/results.md, sweep on digits).
+
+Measured final train losses (CPU, seeds 0-2) are in the comments next to each group below.
+"""
+
+from __future__ import annotations
+
+from .config import ConfigError, RunConfig
+
+# digits has 1797 images; the same split as the comparisons in docs/results.md
+_DIGITS = dict(dataset="digits", n_train=1400, n_test=397, device="auto")
+
+# 16 tanh blocks x 32, SGD lr 0.1, batch 64, 1000 steps (~2-5 s on one CPU thread).
+# Final train loss, seeds 0/1/2: gaussian 2.302/2.302/2.302 (chance), orthogonal 0.005/0.005/0.005,
+# batch norm 0.021/0.011/0.020, skip 0.002/0.001/0.001.
+_DEEP_TANH = RunConfig(**_DIGITS, depth=16, width=32, activation="tanh", init="gaussian", init_std=0.1,
+                       optimizer="sgd", lr=0.1, batch_size=64, steps=1000)
+
+# 4 BN-ReLU conv blocks x 16 channels, momentum 0.9, lr 3, batch 64, 400 steps (~3 s).
+# Final train loss, seeds 0/1/2: SGD 0.207/0.631/0.137, SA-SGD 0.013/0.085/0.030.
+_BN_NET = RunConfig(**_DIGITS, arch="cnn", depth=4, width=16, activation="relu", init="kaiming", batch_norm=True,
+                    optimizer="sgd", optimizer_options={"momentum": 0.9}, lr=3.0, batch_size=64, steps=400)
+
+# 2 ReLU blocks x 128, Kaiming, batch 100, step size 3, 300 steps (~1-3 s).
+# Final train loss (seed 0): SGD 2.31 (chance), SIBP ~1e-5.
+_LARGE_STEP = RunConfig(**_DIGITS, depth=2, width=128, activation="relu", init="kaiming", lr=3.0,
+                        batch_size=100, steps=300)
+
+_PRESETS: list[tuple[str, RunConfig, str]] = [
+    ("deep-tanh-gaussian", _DEEP_TANH,
+     "16x32 tanh MLP, small Gaussian init (std 0.1): signals and gradients vanish, SGD stays at chance"),
+    ("deep-tanh-orthogonal", _DEEP_TANH.replace(init="orthogonal"),
+     "the same net with an orthogonal init: norms are kept through the depth and SGD trains"),
+    ("deep-tanh-bn", _DEEP_TANH.replace(batch_norm=True),
+     "the same net (Gaussian init) with batch norm in every block: BN rescales the signal and SGD trains"),
+    ("deep-tanh-skip", _DEEP_TANH.replace(skip=True),
+     "the same net (Gaussian init) with skip connections: the identity path carries the gradient"),
+    ("sgd-bn", _BN_NET,
+     "BN-ReLU CNN 4x16, SGD with momentum at lr 3: trains, but jumps about"),
+    ("sa-sgd-bn", _BN_NET.replace(optimizer="sa_sgd"),
+     "the same BN CNN with scale-amended SGD: per-block step sizes keep lr 3 on track"),
+    ("sgd-large-step", _LARGE_STEP.replace(optimizer="sgd"),
+     "ReLU MLP 2x128 with SGD at lr 3: too large a step, the loss falls back to chance"),
+    ("sibp-large-step", _LARGE_STEP.replace(optimizer="sibp"),
+     "the same net with semi-implicit BP at step size 3: the implicit update trains"),
+]
+
+#: preset name -> its RunConfig (``name`` set to the preset name)
+PRESETS: dict[str, RunConfig] = {name: cfg.replace(name=name) for name, cfg, _ in _PRESETS}
+#: preset name -> one-line description (for ``--help`` and the UI menu)
+DESCRIPTIONS: dict[str, str] = {name: text for name, _, text in _PRESETS}
+
+
+def get_preset(name: str) -> RunConfig:
+    """The preset ``name`` (a fresh copy: changing it does not change the preset)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].replace()
+
+
+def describe_presets() -> list[tuple[str, str]]:
+    """(name, one-line description) for every preset, in menu order."""
+    return [(name, DESCRIPTIONS[name]) for name in PRESETS]

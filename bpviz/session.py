@@ -1,0 +1,395 @@
+"""Live training: one worker thread trains while any thread steers it and subscribers watch.
+
+The worker owns the model; controls (``start``, ``pause``, ``resume``, ``stop``, ``reset``, ``set_lr``,
+``set_hessian_every``) only set flags or pending values that the worker picks up between steps, so
+they are safe from any thread and never wait for a step. Subscribers get coalesced events at most
+``max_rate`` times a second through a one-slot mailbox each: a slow subscriber receives merged
+updates, never blocks training and never grows a queue. State changes are published at once.
+
+States: idle -> running <-> paused -> finished; running -> diverged (NaN/Inf) or failed (an
+exception, message kept). ``reset`` brings any state back to idle with a fresh model.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .history import History
+from .local_hessian import local_hessian_report
+from .optim.base import check_lr
+from .runs import RunWriter
+from .train import Trainer
+
+
+class State(str, Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+
+ENDED = (State.FINISHED, State.DIVERGED, State.FAILED)
+
+
+class SessionError(RuntimeError):
+    """A control that the session's current state does not allow; the message names the state."""
+
+
+#: points per series one merged event may carry; past it the event says ``truncated`` and the
+#: subscriber re-reads ``session.snapshot()``.
+EVENT_POINTS_CAP = 2000
+
+
+class Mailbox:
+    """A one-slot box: ``put`` merges into the waiting event instead of queueing behind it."""
+
+    def __init__(self) -> None:
+        self._event: dict | None = None
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def put(self, event: dict) -> None:
+        with self._cond:
+            self._event = event if self._event is None else merge_events(self._event, event)
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> dict | None:
+        """The merged event waiting (None after ``timeout`` seconds or once closed)."""
+        with self._cond:
+            if self._event is None and not self.closed:
+                self._cond.wait(timeout)
+            event, self._event = self._event, None
+            return event
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+def merge_events(old: dict, new: dict) -> dict:
+    """Newer scalars win; point lists concatenate, capped at EVENT_POINTS_CAP per series."""
+    merged = {**old, **new}
+    points = {name: list(series) for name, series in old.get("points", {}).items()}
+    truncated = old.get("truncated", False) or new.get("truncated", False)
+    for name, series in new.get("points", {}).items():
+        joined = points.get(name, []) + list(series)
+        if len(joined) > EVENT_POINTS_CAP:
+            joined, truncated = joined[-EVENT_POINTS_CAP:], True
+        points[name] = joined
+    merged["points"], merged["truncated"] = points, truncated
+    if "report" not in new and "report" in old:
+        merged["report"] = old["report"]
+    return merged
+
+
+@dataclass
+class Subscription:
+    """A subscriber's handle: ``get`` for queue-style use; ``close`` to leave."""
+
+    mailbox: Mailbox
+    session: TrainingSession
+    thread: threading.Thread | None = None
+
+    def get(self, timeout: float | None = None) -> dict | None:
+        return self.mailbox.get(timeout)
+
+    def close(self) -> None:
+        self.session._unsubscribe(self)
+
+
+class TrainingSession:
+    """Trains ``cfg`` on a worker thread; see the module docstring."""
+
+    def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, max_rate: float = 10.0,
+                 loss_every: int = 10, eval_every: int = 100, hessian_share: float = 0.15,
+                 hessian_samples: int = 32, history_points: int = 1000):
+        self.runs_dir = runs_dir
+        self.max_rate = max_rate
+        self.loss_every, self.eval_every = loss_every, eval_every
+        self.hessian_share, self.hessian_samples = hessian_share, hessian_samples
+        self.history_points = history_points
+        self._lock = threading.RLock()
+        self._subscribers: list[Subscription] = []
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while paused
+        self._setup(cfg)
+
+    # --- state ------------------------------------------------------------------------------
+    def _setup(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.trainer = Trainer(cfg)
+        self.history = History(recent=self.history_points, buckets=self.history_points // 2)
+        self.state = State.IDLE
+        self.message = ""
+        self.diverged_at: int | None = None
+        self.report: dict | None = None
+        self.writer: RunWriter | None = None
+        self._pending_lr: float | None = None
+        self._hessian_every: int | str = cfg.hessian_every
+        self._new_points: dict[str, list] = {}
+        self._steps_per_s = 0.0
+        self._reports = 0  # reports not yet published
+        self._reports_total = 0
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step_count
+
+    @property
+    def lr(self) -> float:
+        return self._pending_lr if self._pending_lr is not None else self.trainer.algorithm.lr
+
+    @property
+    def device(self) -> str:
+        return str(self.trainer.device)
+
+    def _require(self, action: str, *allowed: State) -> None:
+        if self.state not in allowed:
+            hint = " (reset first)" if self.state in ENDED else ""
+            raise SessionError(f"cannot {action} a session that is {self.state.value}{hint}; "
+                               f"{action} needs state {' or '.join(s.value for s in allowed)}")
+
+    # --- controls (any thread) ----------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            self._require("start", State.IDLE)
+            if self.runs_dir is not None:
+                self.writer = RunWriter(self.runs_dir, self.cfg)
+            self._stop.clear()
+            self._running.set()
+            self._set_state(State.RUNNING)
+            self._worker = threading.Thread(target=self._work, name="bpviz-trainer", daemon=True)
+            self._worker.start()
+
+    def pause(self) -> None:
+        with self._lock:
+            self._require("pause", State.RUNNING)
+            self._running.clear()
+            self._set_state(State.PAUSED)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._require("resume", State.PAUSED)
+            self._set_state(State.RUNNING)
+            self._running.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the run (state finished) and wait for the worker to leave."""
+        with self._lock:
+            self._require("stop", State.RUNNING, State.PAUSED)
+            self._stop.set()
+            self._running.set()
+        self._join(timeout)
+
+    def reset(self, cfg: RunConfig | None = None, timeout: float = 10.0) -> None:
+        """Stop whatever runs, then a fresh model (from ``cfg`` if given) in state idle."""
+        self._stop.set()
+        self._running.set()
+        self._join(timeout)
+        with self._lock:
+            self._setup(cfg or self.cfg)
+            self._publish()
+
+    def set_lr(self, lr: float) -> None:
+        """Takes effect at the next step."""
+        self._pending_lr = check_lr(lr)
+
+    def set_hessian_every(self, every: int | str) -> None:
+        """A fixed report cadence in steps, or ``"auto"`` (reports take at most ``hessian_share``
+        of the worker's time)."""
+        if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"hessian_every: got {every!r}; allowed: 'auto' or an integer >= 1")
+        self._hessian_every = every
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker has ended (True) or ``timeout`` passes (False)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
+    def _join(self, timeout: float) -> None:
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+            if worker.is_alive():
+                raise SessionError(f"the training thread did not stop within {timeout} s")
+        self._worker = None
+
+    # --- subscribers ----------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[dict], Any] | None = None) -> Subscription:
+        """Without ``callback``: a Subscription to ``get`` events from. With one: it is called on
+        its own thread with each (merged) event, so it can be slow without slowing training."""
+        sub = Subscription(Mailbox(), self)
+        if callback is not None:
+            def deliver() -> None:
+                while True:
+                    event = sub.mailbox.get(timeout=1.0)
+                    if event is None:
+                        if sub.mailbox.closed:
+                            return
+                        continue
+                    try:
+                        callback(event)
+                    except Exception:  # a broken subscriber must not take the session down
+                        traceback.print_exc()
+            sub.thread = threading.Thread(target=deliver, name="bpviz-subscriber", daemon=True)
+            sub.thread.start()
+        with self._lock:
+            self._subscribers.append(sub)
+        sub.mailbox.put(self._event(points=False))
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+        sub.mailbox.close()
+
+    def snapshot(self) -> dict:
+        """Everything a plot needs now: bounded history of every series and the latest state."""
+        with self._lock:
+            return {**self._event(points=False), "history": self.history.snapshot()}
+
+    # --- publishing -----------------------------------------------------------------------------
+    def _event(self, points: bool = True) -> dict:
+        event = {"state": self.state.value, "step": self.step, "lr": self.lr, "device": self.device,
+                 "steps_per_s": self._steps_per_s, "message": self.message, "diverged_at": self.diverged_at,
+                 "hessian_every": self._hessian_every, "run": self.writer.path.name if self.writer else None,
+                 "time": time.time()}
+        if points:
+            event["points"], self._new_points = self._new_points, {}
+            if self.report is not None and self._reports:
+                event["report"] = self.report
+                self._reports = 0
+        return event
+
+    def _publish(self) -> None:
+        with self._lock:
+            event = self._event()
+            for sub in self._subscribers:
+                sub.mailbox.put(event)
+        self._last_publish = time.monotonic()
+
+    def _set_state(self, state: State, message: str = "") -> None:
+        self.state = state
+        if message:
+            self.message = message
+        self._publish()
+
+    def _record(self, values: dict[str, float]) -> None:
+        step = self.step
+        with self._lock:
+            self.history.record(step, values)
+            for name, value in values.items():
+                self._new_points.setdefault(name, []).append((step, value))
+        if self.writer is not None:
+            self.writer.append({"step": step, **values})
+
+    # --- the worker -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        try:
+            self._train()
+        except Exception as exc:  # keep the message: never a silent dead thread
+            with self._lock:
+                self._set_state(State.FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.writer is not None:
+                self.writer.close(self.state.value, step=self.step, message=self.message, diverged_at=self.diverged_at)
+
+    def _train(self) -> None:
+        trainer, cfg = self.trainer, self.cfg
+        probe = trainer.x_train[: self.hessian_samples]
+        self._last_publish = time.monotonic()
+        rate_mark, rate_steps = time.monotonic(), self.step
+        train_time = 0.0
+        next_report_at = self._hessian(probe) * (1 - self.hessian_share) / self.hessian_share
+        while self.step < cfg.steps:
+            if self._stop.is_set():
+                break
+            if not self._running.is_set():
+                if self.writer is not None:
+                    self.writer.flush()  # a paused run's records reach the disk too
+                self._running.wait(0.2)
+                continue
+            if self._pending_lr is not None:
+                trainer.algorithm.set_lr(self._pending_lr)
+                self._pending_lr = None
+            t0 = time.perf_counter()
+            result = trainer.step()
+            step = self.step
+            if step % self.loss_every == 0 or step == cfg.steps:
+                if not self._record_step(result):
+                    return
+            if step % self.eval_every == 0 or step == cfg.steps:
+                self._record({f"test_{k}": v for k, v in trainer.evaluate("test").items()})
+            train_time += time.perf_counter() - t0
+            every = self._hessian_every
+            due = (step % every == 0) if every != "auto" else train_time >= next_report_at
+            if due:
+                spent = self._hessian(probe)
+                # at most hessian_share of the worker's time goes to reports
+                next_report_at = train_time + spent * (1 - self.hessian_share) / self.hessian_share
+            now = time.monotonic()
+            if now - self._last_publish >= 1.0 / self.max_rate:
+                self._steps_per_s = (step - rate_steps) / max(now - rate_mark, 1e-9)
+                rate_mark, rate_steps = now, step
+                self._publish()
+        with self._lock:
+            self._set_state(State.FINISHED, "stopped" if self._stop.is_set() and self.step < cfg.steps else "")
+
+    def _record_step(self, result) -> bool:
+        """Read the loss (one device sync every ``loss_every`` steps); False once diverged."""
+        algo = self.trainer.algorithm
+        grads = [b.weight.grad for b in self.trainer.model.blocks]
+        values = {"train_loss": result.loss, **result.scalars}
+        if all(g is not None for g in grads):
+            values.update({f"grad_norm/{i}": n for i, n in enumerate(torch._foreach_norm(grads))})
+        names = list(values)
+        numbers = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=result.loss.device).reshape(())
+                               for v in values.values()]).tolist()
+        values = dict(zip(names, numbers))
+        # NaN parameters make the next loss NaN, so the (costlier) parameter check runs less often
+        check_params = self.step % self.eval_every == 0 or self.step == self.cfg.steps
+        finite = math.isfinite(values["train_loss"]) and (not check_params or algo.parameters_finite())
+        self._record(values)
+        if not finite:
+            with self._lock:
+                self.diverged_at = self.step
+                self._set_state(State.DIVERGED, f"diverged at step {self.step}: NaN/Inf in the "
+                                + ("loss" if not math.isfinite(values["train_loss"]) else "parameters"))
+            return False
+        return True
+
+    def _hessian(self, probe: torch.Tensor) -> float:
+        start = time.perf_counter()
+        report = local_hessian_report(self.trainer.model, probe, max_samples=self.hessian_samples)
+        summary = report.to_dict()
+        summary["step"] = self.step
+        self.report = summary
+        self._reports += 1
+        self._reports_total += 1
+        values = {}
+        for s in report.stats:
+            values[f"cond/{s.wrt}/{s.block}"] = s.condition_number
+            values[f"lambda_max/{s.wrt}/{s.block}"] = s.lambda_max
+        self._record(values)
+        return time.perf_counter() - start

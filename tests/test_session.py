@@ -1,0 +1,210 @@
+"""The live training session: controls from other threads, events, bounded history, divergence."""
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+
+import pytest
+
+from bpviz.config import RunConfig
+from bpviz.runs import load_run
+from bpviz.session import State, SessionError, TrainingSession
+
+SMALL = dict(dataset="xor", n_train=256, n_test=64, depth=2, width=8, batch_size=32)
+
+
+def trainer_threads():
+    return [t for t in threading.enumerate() if t.name == "bpviz-trainer" and t.is_alive()]
+
+
+def wait_for(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_controls_from_another_thread_drive_the_state_machine():
+    session = TrainingSession(RunConfig(**SMALL, steps=10**6, lr=0.05))
+    errors = []
+
+    def driver():
+        try:
+            session.start()
+            assert wait_for(lambda: session.step > 50)
+            session.set_lr(0.01)
+            session.pause()  # takes effect between steps: the step in flight completes
+            time.sleep(0.1)
+            paused_at = session.step
+            time.sleep(0.3)
+            assert session.step == paused_at and session.state is State.PAUSED
+            session.resume()
+            assert wait_for(lambda: session.step > paused_at + 20)
+            assert session.trainer.algorithm.lr == 0.01
+            session.stop()
+        except Exception as exc:  # surface the driver's failure in the test thread
+            errors.append(exc)
+
+    t = threading.Thread(target=driver)
+    t.start()
+    t.join(30)
+    assert not errors, errors
+    assert session.state is State.FINISHED and session.message == "stopped"
+    assert not trainer_threads()
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "stop"])
+def test_invalid_transitions_name_the_state(action):
+    session = TrainingSession(RunConfig(**SMALL, steps=10))
+    with pytest.raises(SessionError, match=f"cannot {action} a session that is idle"):
+        getattr(session, action)()
+    session.start()
+    session.wait(10)
+    with pytest.raises(SessionError, match="finished .*reset first"):
+        session.start()
+
+
+def test_finishes_after_cfg_steps_with_a_final_event():
+    session = TrainingSession(RunConfig(**SMALL, steps=200), loss_every=10, eval_every=50)
+    sub = session.subscribe()
+    session.start()
+    assert session.wait(20) and session.state is State.FINISHED and session.step == 200
+    events = []
+    while (e := sub.get(timeout=0.5)) is not None:
+        events.append(e)
+    assert events[-1]["state"] == "finished" and events[-1]["step"] == 200
+    snap = session.snapshot()
+    assert snap["history"]["train_loss"]["step"][-1] == 200
+    assert snap["history"]["test_accuracy"]["step"] == [50, 100, 150, 200]
+    assert "cond/input/0" in snap["history"] and snap["device"] == "cpu"
+
+
+def test_events_are_rate_limited_and_carry_points_and_reports():
+    session = TrainingSession(RunConfig(**SMALL, steps=10**6), max_rate=10)
+    seen = []
+    session.subscribe(seen.append)
+    session.start()
+    time.sleep(2.0)
+    session.stop()
+    running = [e for e in seen if e["state"] == "running"]
+    assert 5 <= len(running) <= 2.0 * 10 + 3  # at most max_rate a second (+ state changes)
+    assert any(e.get("points", {}).get("train_loss") for e in running)
+    assert any("report" in e for e in seen)
+    assert max(e["steps_per_s"] for e in running) > 0
+
+
+def test_a_subscriber_sleeping_one_second_per_event_does_not_slow_training():
+    cfg = RunConfig(**SMALL, steps=3000, hessian_every=10**6)
+
+    def timed(with_slow_subscriber):
+        session = TrainingSession(cfg)
+        if with_slow_subscriber:
+            session.subscribe(lambda e: time.sleep(1.0))
+        start = time.perf_counter()
+        session.start()
+        session.wait(60)
+        return time.perf_counter() - start
+
+    timed(False)  # warm-up
+    base = min(timed(False) for _ in range(2))
+    slow = min(timed(True) for _ in range(2))
+    assert slow < base * 1.05 + 0.05
+
+
+def test_diverging_run_is_marked_keeps_its_history_and_resets():
+    session = TrainingSession(RunConfig(**{**SMALL, "depth": 3}, steps=10**6, lr=1e3, activation="relu", init="kaiming"))
+    sub = session.subscribe()
+    session.start()
+    assert session.wait(20), "the worker must end by itself"
+    assert session.state is State.DIVERGED and session.diverged_at is not None
+    assert "NaN/Inf" in session.message and f"step {session.diverged_at}" in session.message
+    events = []
+    while (e := sub.get(timeout=0.3)) is not None:
+        events.append(e)
+    assert events[-1]["state"] == "diverged" and events[-1]["diverged_at"] == session.diverged_at
+    history = session.snapshot()["history"]["train_loss"]
+    assert history["step"][-1] == session.diverged_at and len(history["step"]) >= 1
+    session.reset(session.cfg.replace(lr=0.01))
+    assert session.state is State.IDLE and session.step == 0
+    session.start()
+    assert wait_for(lambda: session.step > 100)
+    session.stop()
+
+
+def test_an_exception_in_the_worker_is_kept_as_state_failed(monkeypatch):
+    session = TrainingSession(RunConfig(**SMALL, steps=10**6))
+    calls = {"n": 0}
+    original = session.trainer.step
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 30:
+            raise RuntimeError("boom in step 30")
+        return original()
+
+    monkeypatch.setattr(session.trainer, "step", flaky)
+    session.start()
+    assert session.wait(20)
+    assert session.state is State.FAILED and "boom in step 30" in session.message
+    assert not trainer_threads()
+
+
+def test_hundred_start_stop_reset_cycles_leave_no_threads_and_flat_memory():
+    session = TrainingSession(RunConfig(**SMALL, steps=10**6, hessian_every=10**6))
+    gc.collect()
+    tracemalloc.start()
+    for i in range(100):
+        session.start()
+        session.stop()
+        session.reset()
+        if i == 9:
+            gc.collect()
+            after_10 = tracemalloc.get_traced_memory()[0]
+    gc.collect()
+    after_100 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert not trainer_threads()
+    assert after_100 - after_10 < 2_000_000  # no per-cycle leak
+
+
+def test_history_stays_bounded_over_200k_cheap_steps():
+    cfg = RunConfig(dataset="xor", n_train=64, n_test=16, depth=1, width=2, batch_size=1, steps=200_000,
+                    hessian_every=10**9)
+    session = TrainingSession(cfg, loss_every=50, eval_every=10**9, history_points=100)
+    session.start()
+    assert session.wait(300) and session.step == 200_000
+    series = session.history.series["train_loss"]
+    assert series.count == 4000 and len(series.recent) <= 100 and len(series.buckets) <= 50
+    assert len(session.snapshot()["history"]["train_loss"]["step"]) <= 151
+
+
+def test_runs_are_written_and_survive_a_killed_process(tmp_path):
+    script = (
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from bpviz.config import RunConfig\n"
+        "from bpviz.session import TrainingSession\n"
+        f"s = TrainingSession(RunConfig(dataset='xor', depth=2, width=8, steps=10**7), runs_dir={str(tmp_path)!r})\n"
+        "s.start()\n"
+        "print('started', flush=True)\n"
+        "s.wait()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(3.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    (run_dir,) = list(tmp_path.iterdir())
+    run = load_run(run_dir)
+    losses = [r for r in run.records if "train_loss" in r]
+    assert len(losses) >= 5 and run.config.steps == 10**7
+    steps = [r["step"] for r in losses]
+    assert steps == sorted(steps)
+    assert run.status["state"] == "running"  # it never got to close: killed
