@@ -1,0 +1,139 @@
+"""Headless widget tests (no kernel, no browser): wiring, presets, URL round trip, buttons."""
+
+import time
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("plotly")
+
+from bpviz.config import RunConfig  # noqa: E402
+from bpviz.presets import PRESETS  # noqa: E402
+from bpviz.widgets.app import Dashboard, describe_difference, shown_blocks  # noqa: E402
+
+
+def wait_for(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def app(tmp_path):
+    apps = []
+
+    def make(query=""):
+        a = Dashboard(query=query, runs_dir=tmp_path / "runs")
+        apps.append(a)
+        return a
+
+    yield make
+    for a in apps:
+        a.close()
+
+
+class _Missing:
+    y = ()
+
+
+def trace(app, name):
+    """The named trace, or an empty stand-in while the app thread is rebuilding the figure."""
+    return next((t for t in app.fig.data if t.name == name), _Missing)
+
+
+def test_url_query_sets_the_controls_and_nonsense_is_reported(app):
+    a = app("depth=3&batch_norm=true&lr=0.3")
+    assert a.controls["depth"].value == 3 and a.controls["batch_norm"].value is True
+    assert a.controls["lr"].value == pytest.approx(0.3)
+    assert a.share.value.startswith("?") and "depth=3" in a.share.value and "batch_norm=true" in a.share.value
+    b = app("depth=abc&nonsense=1&data_dir=/etc")
+    assert b.controls["depth"].value == RunConfig().depth
+    assert "depth=abc" in b.message.value and "nonsense" in b.message.value
+    assert "data_dir" in b.message.value and b.session.cfg.data_dir is None  # the page cannot point at files
+
+
+def test_start_trains_on_a_worker_and_the_figure_fills(app):
+    a = app("dataset=xor&depth=3&width=8&steps=100000")
+    a.start_btn.click()
+    assert wait_for(lambda: len(trace(a, "train loss").y) > 5)
+    assert wait_for(lambda: len(trace(a, "κ input · block 1").y) > 0)
+    assert wait_for(lambda: "running" in a.status.value)
+    a.pause_btn.click()
+    assert wait_for(lambda: a.session.state.value == "paused" and a.pause_btn.description == "Resume")
+    a.pause_btn.click()
+    assert wait_for(lambda: a.session.state.value == "running")
+    a.stop_btn.click()
+    assert wait_for(lambda: a.session.state.value == "finished")
+
+
+def test_step_size_changes_take_effect_while_running(app):
+    a = app("dataset=xor&depth=2&width=8&steps=1000000")
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.step > 10)
+    a.controls["lr"].value = 0.001
+    assert wait_for(lambda: a.session.trainer.algorithm.lr == pytest.approx(0.001))
+    assert wait_for(lambda: "lr 1.00e-03" in a.status.value)
+    assert a.session.state.value == "running"  # the step size does not reset the run
+
+
+def test_architecture_change_resets_and_keeps_the_old_run_as_an_overlay(app):
+    a = app("dataset=xor&depth=3&width=8&steps=1000000")
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.step > 50)
+    first = a.session
+    a.controls["batch_norm"].value = True
+    assert wait_for(lambda: a.session is not first and a.session.state.value == "idle")
+    assert a.session.cfg.batch_norm and first.state.value == "finished" and first.wait(5)
+    assert a.overlay_list.options == ("BN off",)
+    assert wait_for(lambda: len(trace(a, "BN off · train loss").y) > 0)
+    a.clear_overlays_btn.click()
+    assert wait_for(lambda: a.overlay_list.options == () and not any(t.name.startswith("BN off") for t in a.fig.data))
+
+
+def test_presets_menu_loads_a_preset(app):
+    a = app()
+    a.preset.value = "deep-tanh-orthogonal"
+    assert wait_for(lambda: a.session.cfg.init == "orthogonal" and a.controls["init"].value == "orthogonal")
+    assert a.session.cfg.depth == PRESETS["deep-tanh-orthogonal"].depth
+
+
+def test_divergence_shows_a_message_and_the_app_keeps_working(app):
+    a = app("dataset=xor&depth=3&width=32&activation=relu&init=kaiming&lr=10&steps=100000")
+    a.controls["lr"].value = 10.0
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "diverged")
+    assert wait_for(lambda: "Run diverged" in a.message.value)
+    a.controls["lr"].value = 0.01
+    a.reset_btn.click()
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "running" and a.session.step > 20)
+
+
+def test_json_settings_apply_and_bad_json_is_reported(app):
+    a = app()
+    a.json.value = RunConfig(dataset="circles", depth=5, data_dir="/etc").to_json()
+    a.load_json_btn.click()
+    assert wait_for(lambda: a.session.cfg.depth == 5 and a.controls["dataset"].value == "circles")
+    assert wait_for(lambda: "data_dir" in a.message.value) and a.session.cfg.data_dir is None
+    a.json.value = '{"depth": "deep"}'
+    a.load_json_btn.click()
+    assert wait_for(lambda: "settings not applied" in a.message.value and "depth" in a.message.value)
+
+
+def test_one_figure_for_all_runs_and_bounded_updates(app):
+    a = app("dataset=xor&depth=40&width=4&steps=1000000")
+    fig = a.fig
+    assert len(shown_blocks(40)) == 8
+    a.reset_btn.click()
+    a.start_btn.click()
+    assert wait_for(lambda: len(trace(a, "train loss").y) > 0)
+    assert a.fig is fig
+    assert all(len(t.y) <= 200 for t in a.fig.data)
+
+
+def test_labels_say_what_differs():
+    old, new = RunConfig(batch_norm=True, lr=0.3), RunConfig(lr=0.05)
+    assert describe_difference(old, new) == "BN on, lr 0.3"

@@ -1,0 +1,456 @@
+"""The bpviz dashboard: controls on the left, one live plotly figure on the right.
+
+Data flows one way: the controls describe a ``RunConfig``; a ``TrainingSession`` trains it and keeps
+a bounded history; one UI thread (the publisher) reads the session's snapshot at most ``max_rate``
+times a second and redraws the figure inside ``batch_update``. Widget callbacks only queue commands
+for that thread, so no callback ever waits for training, and exactly one thread writes to the figure.
+One FigureWidget is created per app and reused for every run (each instance ships megabytes to the
+browser and is never freed).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from bpviz.config import ConfigError, RunConfig
+from bpviz.presets import PRESETS
+from bpviz.runs import list_runs, load_run
+from bpviz.session import ENDED, State, TrainingSession
+
+#: settings the page may not set: they name files or machine resources
+SERVER_ONLY = ("data_dir", "device", "num_threads")
+ARCHITECTURE = ("dataset", "arch", "depth", "width", "activation", "init", "init_std", "batch_norm", "skip",
+                "optimizer", "batch_size", "seed", "noise", "dtype")
+MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
+MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
+MAX_OVERLAYS = 6
+HEARTBEAT_TIMEOUT = 15.0  # seconds without a page heartbeat before a running session is paused
+
+
+def _downsample(steps: list, values: list, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most n points, evenly spread, last point kept; float32 so plotly sends binary buffers."""
+    x, y = np.asarray(steps, np.float32), np.asarray(values, np.float32)
+    if len(x) > n:
+        idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(int))
+        x, y = x[idx], y[idx]
+    return x, y
+
+
+def shown_blocks(depth: int) -> list[int]:
+    """Which blocks get their own traces: all of a shallow net, an even spread of a deep one."""
+    return sorted(set(np.linspace(0, depth - 1, min(depth, MAX_BLOCK_TRACES)).round().astype(int).tolist()))
+
+
+def describe_difference(old: RunConfig, new: RunConfig) -> str:
+    """A short label for a past run by what differs from the current settings ("BN on", "lr 0.3")."""
+    parts = []
+    for name in ("batch_norm", "skip"):
+        if getattr(old, name) != getattr(new, name):
+            parts.append(f"{'BN' if name == 'batch_norm' else 'skip'} {'on' if getattr(old, name) else 'off'}")
+    for name in ("init", "activation", "optimizer", "dataset", "arch"):
+        if getattr(old, name) != getattr(new, name):
+            parts.append(str(getattr(old, name)))
+    for name in ("depth", "width", "lr", "batch_size", "seed"):
+        if getattr(old, name) != getattr(new, name):
+            parts.append(f"{name.replace('_size', '')} {getattr(old, name):g}")
+    return ", ".join(parts) or old.name or "same settings"
+
+
+class Dashboard:
+    """The whole app; ``widget`` is what to display."""
+
+    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 10.0):
+        self.runs_dir = Path(runs_dir)
+        self.max_rate = max_rate
+        self._commands: queue.Queue = queue.Queue()
+        self._alive = True
+        self._last_heartbeat: float | None = None
+        self.session: TrainingSession | None = None
+        self._pushed: dict[str, int] = {}
+        self._overlays: list[dict] = []
+        self._blocks: list[int] = []
+        cfg, ignored = RunConfig.from_query(query)
+        if "steps=" not in query:  # a live run should last long enough to play with
+            cfg = cfg.replace(steps=20000)
+        ignored += [f"{name} (set by the server, not the page)" for name in SERVER_ONLY if getattr(cfg, name) != getattr(RunConfig(), name)]
+        cfg = cfg.replace(**{name: getattr(RunConfig(), name) for name in SERVER_ONLY})
+        self._build_controls(cfg)
+        self._build_figure()
+        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, W.Box([self.fig], layout=W.Layout(width="100%"))],
+                                                 layout=W.Layout(flex="1"))])
+        self.widget.add_class("bpviz-app")
+        try:
+            self._new_session(cfg)
+        except (ValueError, ImportError) as exc:  # e.g. a dataset whose files this server lacks
+            ignored.append(f"these settings could not start ({exc}); defaults used")
+            cfg = RunConfig(steps=cfg.steps)
+            self._set_controls(cfg)
+            self._new_session(cfg)
+        if ignored:
+            self._say("Ignored from the link: " + "; ".join(ignored), "warn")
+        self._publisher = threading.Thread(target=self._publish_loop, name="bpviz-publisher", daemon=True)
+        self._publisher.start()
+
+    # --- controls --------------------------------------------------------------------------
+    def _build_controls(self, cfg: RunConfig) -> None:
+        self._syncing = False
+
+        def tag(widget, name):
+            widget.add_class(f"bpviz-{name}")
+            return widget
+
+        style = {"description_width": "90px"}
+        self.preset = tag(W.Dropdown(options=[("(custom)", "")] + [(n, n) for n in PRESETS], value="",
+                                     description="preset", style=style), "preset")
+        self.controls = {
+            "dataset": tag(W.Dropdown(options=["spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d"],
+                                      description="dataset", style=style), "dataset"),
+            "arch": tag(W.Dropdown(options=["mlp", "cnn"], description="network", style=style), "arch"),
+            "depth": tag(W.BoundedIntText(min=1, max=100, description="depth", style=style), "depth"),
+            "width": tag(W.BoundedIntText(min=1, max=512, description="width", style=style), "width"),
+            "activation": tag(W.Dropdown(options=["tanh", "relu", "sigmoid", "linear"], description="activation", style=style), "activation"),
+            "init": tag(W.Dropdown(options=["gaussian", "xavier", "kaiming", "orthogonal"], description="init", style=style), "init"),
+            "init_std": tag(W.BoundedFloatText(min=1e-4, max=10, step=0.01, description="init std", style=style), "init-std"),
+            "batch_norm": tag(W.Checkbox(description="batch norm", indent=False), "bn"),
+            "skip": tag(W.Checkbox(description="skip connections", indent=False), "skip"),
+            "optimizer": tag(W.Dropdown(options=["sgd", "adam", "sa_sgd", "proxbp", "sibp"], description="optimizer", style=style), "optimizer"),
+            "lr": tag(W.FloatLogSlider(base=10, min=-4, max=1, step=0.25, description="step size", readout_format=".2e",
+                                       continuous_update=False, style=style), "lr"),
+            "batch_size": tag(W.BoundedIntText(min=1, max=4096, description="batch", style=style), "batch"),
+            "seed": tag(W.IntText(description="seed", style=style), "seed"),
+            "hessian_every": tag(W.Dropdown(options=[("auto (≤15% of time)", "auto"), ("every step", 1), ("every 10", 10),
+                                                     ("every 100", 100)], description="Hessian", style=style), "hessian"),
+            "steps": tag(W.BoundedIntText(min=1, max=10**7, description="steps", style=style), "steps"),
+        }
+        self._set_controls(cfg)
+        for name, widget in self.controls.items():
+            # checked when the value changes, on the thread that changed it: the app's own updates
+            # of the controls (presets, JSON) must not read as user edits
+            widget.observe(lambda change, name=name: None if self._syncing else self._commands.put(("changed", name)),
+                           names="value")
+        self.preset.observe(lambda change: self._commands.put(("preset", change["new"])), names="value")
+
+        def button(label, name, style_name="", icon=""):
+            b = tag(W.Button(description=label, button_style=style_name, icon=icon, layout=W.Layout(width="80px")), name)
+            b.on_click(lambda _: self._commands.put((name, None)))
+            return b
+
+        self.start_btn = button("Start", "start", "success", "play")
+        self.pause_btn = button("Pause", "pause", "", "pause")
+        self.stop_btn = button("Stop", "stop", "danger", "stop")
+        self.reset_btn = button("Reset", "reset", "warning", "undo")
+        self.heartbeat = tag(W.Play(interval=2000, max=10**9, show_repeat=False, layout=W.Layout(display="none")), "heartbeat")
+        self.heartbeat.observe(lambda change: setattr(self, "_last_heartbeat", time.monotonic()), names="value")
+        self.share = tag(W.Text(description="link", style=style, disabled=False), "share")
+        self.json = tag(W.Textarea(layout=W.Layout(height="90px", width="100%")), "json")
+        self.load_json_btn = button("Apply", "apply-json")
+        self.overlay_list = tag(W.SelectMultiple(options=[], description="earlier", rows=4, style=style), "overlays")
+        self.overlay_list.observe(lambda change: self._commands.put(("overlay-visibility", None)), names="value")
+        self.remove_overlay_btn = button("Remove", "remove-runs")
+        self.clear_overlays_btn = button("Clear all", "clear-runs")
+        self.saved_runs = tag(W.Dropdown(options=[], description="saved run", style=style), "saved-runs")
+        self.load_run_btn = button("Show", "load-run")
+        self.status = tag(W.HTML(), "status")
+        self.message = tag(W.HTML(), "message")
+        self.panel = W.VBox([
+            W.HTML("<b>bpviz</b> — why back-propagation trains some networks well and others badly"),
+            self.preset, *self.controls.values(),
+            W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]), self.heartbeat,
+            W.HTML("<b>Compare</b> (selected earlier runs are shown)"), self.overlay_list,
+            W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
+            W.HBox([self.saved_runs, self.load_run_btn]),
+            W.HTML("<b>Share</b>"), self.share, self.json, self.load_json_btn,
+        ], layout=W.Layout(width="340px"))
+
+    def _set_controls(self, cfg: RunConfig) -> None:
+        self._syncing = True
+        try:
+            for name, widget in self.controls.items():
+                value = getattr(cfg, name)
+                if name == "dataset" and value not in widget.options:
+                    widget.options = list(widget.options) + [value]
+                widget.value = value
+        finally:
+            self._syncing = False
+
+    def current_config(self) -> RunConfig:
+        """The settings the controls show, on top of the running config's other fields."""
+        base = self.session.cfg if self.session else RunConfig()
+        return base.replace(name="", **{name: w.value for name, w in self.controls.items()})
+
+    # --- figure ----------------------------------------------------------------------------
+    def _build_figure(self) -> None:
+        titles = ("loss", "test accuracy", "condition number κ of local Hessians", "input-Hessian spectrum now",
+                  "gradient norm per block", "SA-SGD scale per block")
+        fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.09, horizontal_spacing=0.1)
+        fig.update_layout(height=820, margin=dict(l=50, r=10, t=40, b=40), uirevision="keep",
+                          legend=dict(font=dict(size=10)), hovermode="closest")
+        axes = {(1, 1): ("step", "loss (log)", "log"), (1, 2): ("step", "accuracy", "linear"),
+                (2, 1): ("step", "κ = λmax/λmin>0 (log)", "log"), (2, 2): ("log10 eigenvalue (1 = ideal)", "eigenvalues", "linear"),
+                (3, 1): ("step", "‖∂loss/∂W‖ (log)", "log"), (3, 2): ("step", "scale (log)", "log")}
+        for (r, c), (xt, yt, ytype) in axes.items():
+            fig.update_xaxes(title_text=xt, row=r, col=c)
+            fig.update_yaxes(title_text=yt, type=ytype, row=r, col=c)
+        self.fig = go.FigureWidget(fig)
+        self.fig.add_class("bpviz-figure")
+
+    def _rebuild_traces(self, depth: int) -> None:
+        """One set of traces for the current run (per shown block) plus the overlays."""
+        self._blocks = shown_blocks(depth)
+        empty = np.zeros(0, np.float32)
+        traces = [("train loss", 1, 1, dict(color="#1f77b4")), ("test loss", 1, 1, dict(color="#ff7f0e")),
+                  ("test accuracy", 1, 2, dict(color="#2ca02c"))]
+        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+        for i, b in enumerate(self._blocks):
+            colour = palette[i % len(palette)]
+            traces += [(f"κ input · block {b}", 2, 1, dict(color=colour)),
+                       (f"κ weight · block {b}", 2, 1, dict(color=colour, dash="dot")),
+                       (f"spectrum input · block {b}", 2, 2, dict(color=colour)),
+                       (f"grad norm · block {b}", 3, 1, dict(color=colour)),
+                       (f"scale · block {b}", 3, 2, dict(color=colour))]
+        overlay_traces = []
+        for ov in self._overlays:
+            for key, (r, c) in (("train loss", (1, 1)), ("test accuracy", (1, 2)), ("κ input · mean", (2, 1))):
+                overlay_traces.append((f"{ov['label']} · {key}", r, c, ov, key))
+        with self.fig.batch_update():
+            self.fig.data = []
+            for name, r, c, line in traces:
+                self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines", line=line, legendgroup=name.split(" · ")[-1],
+                                              showlegend=name in ("train loss", "test loss", "test accuracy") or name.startswith("κ input"),
+                                              hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>current run</extra>"),
+                                   row=r, col=c)
+            for name, r, c, ov, key in overlay_traces:
+                x, y = ov["series"].get(key, (empty, empty))
+                self.fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line=dict(color="#999", dash="dash", width=1),
+                                              visible=True if ov["label"] in self.overlay_list.value else "legendonly",
+                                              hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(ov['label'])}</extra>"),
+                                   row=r, col=c)
+        self._pushed = {}
+
+    # --- commands (run on the publisher thread) -----------------------------------------------
+    def _say(self, text: str, kind: str = "info") -> None:
+        colour = {"info": "#555", "warn": "#b36b00", "error": "#c00"}[kind]
+        self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>' if text else ""
+
+    def _new_session(self, cfg: RunConfig) -> None:
+        if self.session is not None:
+            self._keep_as_overlay(self.session, cfg)
+            if self.session.state in (State.RUNNING, State.PAUSED):
+                self.session.stop()
+        self.session = TrainingSession(cfg, runs_dir=self.runs_dir, max_rate=self.max_rate)
+        self._rebuild_traces(cfg.depth)
+        self._refresh_share(cfg)
+        self._refresh_saved_runs()
+
+    def _keep_as_overlay(self, session: TrainingSession, new_cfg: RunConfig) -> None:
+        if session.step == 0:
+            return
+        snap = session.history.snapshot()
+        series = {}
+        for key, name in (("train loss", "train_loss"), ("test accuracy", "test_accuracy")):
+            if name in snap:
+                series[key] = _downsample(snap[name]["step"], snap[name]["value"])
+        conds = [snap[k] for k in snap if k.startswith("cond/input/")]
+        if conds:
+            steps = conds[0]["step"]
+            n = min(len(c["value"]) for c in conds)
+            mean = np.exp(np.nanmean(np.log(np.array([c["value"][:n] for c in conds], dtype=np.float64)), axis=0))
+            series["κ input · mean"] = _downsample(steps[:n], mean)
+        label = describe_difference(session.cfg, new_cfg)
+        labels = [o["label"] for o in self._overlays]
+        if label in labels:
+            label = f"{label} ({sum(l.startswith(label) for l in labels) + 1})"
+        self._overlays = (self._overlays + [{"label": label, "series": series}])[-MAX_OVERLAYS:]
+        self.overlay_list.options = [o["label"] for o in self._overlays]
+        self.overlay_list.value = tuple(o["label"] for o in self._overlays)
+
+    def _refresh_share(self, cfg: RunConfig) -> None:
+        self.share.value = "?" + cfg.to_query()
+        self.json.value = cfg.to_json(indent=1)
+
+    def _refresh_saved_runs(self) -> None:
+        runs, _ = list_runs(self.runs_dir)
+        self.saved_runs.options = [(f"{r.run_id} ({r.status.get('state', '?')})", r.run_id) for r in runs[-30:]]
+
+    def _handle(self, command: str, arg) -> None:
+        s = self.session
+        if command == "start":
+            if s.state in ENDED:
+                self._new_session(self.current_config())
+                s = self.session
+            if s.state is State.IDLE:
+                self._say("")
+                self.heartbeat.playing = True
+                s.start()
+        elif command == "pause":
+            if s.state is State.RUNNING:
+                s.pause()
+            elif s.state is State.PAUSED:
+                s.resume()
+        elif command == "stop":
+            if s.state in (State.RUNNING, State.PAUSED):
+                s.stop()
+        elif command == "reset":
+            self._say("")
+            self._new_session(self.current_config())
+        elif command == "changed":
+            if arg == "lr":
+                s.set_lr(self.controls["lr"].value)
+                self._refresh_share(self.current_config())
+            elif arg == "hessian_every":
+                s.set_hessian_every(self.controls["hessian_every"].value)
+            elif arg in ARCHITECTURE or arg == "steps":
+                try:
+                    cfg = self.current_config()
+                except ConfigError as exc:
+                    self._say(str(exc), "error")
+                    return
+                running = s.state in (State.RUNNING, State.PAUSED)
+                self._new_session(cfg)  # like TensorFlow Playground: a new architecture is a new run
+                if running:
+                    self._say(f"{arg} changed: the run was reset with the new setting; press Start.", "info")
+        elif command == "preset" and arg:
+            self._set_controls(PRESETS[arg])
+            self._new_session(PRESETS[arg].replace(**{n: getattr(RunConfig(), n) for n in SERVER_ONLY}))
+        elif command == "apply-json":
+            try:
+                data = json.loads(self.json.value)
+                blocked = [n for n in SERVER_ONLY if isinstance(data, dict) and n in data]
+                cfg = RunConfig.from_dict({k: v for k, v in data.items() if k not in SERVER_ONLY})
+            except (ConfigError, ValueError, AttributeError) as exc:
+                self._say(f"settings not applied: {exc}", "error")
+                return
+            self._set_controls(cfg)
+            self._new_session(cfg)
+            if blocked:
+                self._say(f"Ignored from the JSON: {', '.join(blocked)} (set by the server, not the page)", "warn")
+        elif command in ("remove-runs", "clear-runs"):
+            drop = set(self.overlay_list.value) if command == "remove-runs" else {o["label"] for o in self._overlays}
+            self._overlays = [o for o in self._overlays if o["label"] not in drop]
+            self.overlay_list.options = [o["label"] for o in self._overlays]
+            self._rebuild_traces(s.cfg.depth)
+        elif command == "overlay-visibility":
+            shown = set(self.overlay_list.value)
+            with self.fig.batch_update():
+                for trace in self.fig.data:
+                    label = trace.name.split(" · ")[0]
+                    if label in {o["label"] for o in self._overlays}:
+                        trace.visible = True if label in shown else "legendonly"
+        elif command == "load-run" and self.saved_runs.value:
+            run_id = self.saved_runs.value
+            run = load_run(self.runs_dir / run_id)  # an id from list_runs: never a path from the page
+            series = {}
+            for key, name in (("train loss", "train_loss"), ("test accuracy", "test_accuracy")):
+                pts = [(r["step"], r[name]) for r in run.records if name in r]
+                if pts:
+                    series[key] = _downsample(*zip(*pts))
+            self._overlays = (self._overlays + [{"label": f"saved {run_id}", "series": series}])[-MAX_OVERLAYS:]
+            self.overlay_list.options = [o["label"] for o in self._overlays]
+            self.overlay_list.value = tuple(self.overlay_list.options)
+            self._rebuild_traces(s.cfg.depth)
+
+    # --- the publisher thread ----------------------------------------------------------------
+    def _publish_loop(self) -> None:
+        while self._alive:
+            deadline = time.monotonic() + 1.0 / self.max_rate
+            try:
+                while True:
+                    timeout = max(0.0, deadline - time.monotonic())
+                    command, arg = self._commands.get(timeout=timeout)
+                    self._handle(command, arg)
+            except queue.Empty:
+                pass
+            except Exception as exc:  # the app stays responsive whatever one command did
+                self._say(f"{type(exc).__name__}: {exc}", "error")
+            try:
+                self._check_heartbeat()
+                self._draw()
+            except Exception as exc:
+                self._say(f"display error: {type(exc).__name__}: {exc}", "error")
+
+    def _check_heartbeat(self) -> None:
+        s = self.session
+        if (self._last_heartbeat is not None and s.state is State.RUNNING
+                and time.monotonic() - self._last_heartbeat > HEARTBEAT_TIMEOUT):
+            s.stop()  # the page is gone: do not train for nobody
+
+    def _draw(self) -> None:
+        s = self.session
+        snap = s.snapshot()
+        state = snap["state"]
+        self.pause_btn.description = "Resume" if state == "paused" else "Pause"
+        self.status.value = (f"<b>{state}</b> · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
+                             f"{snap['device']} · lr {snap['lr']:.2e}")
+        if state in ("diverged", "failed") and "diverged" not in self.message.value and "failed" not in self.message.value:
+            word = "Run diverged" if state == "diverged" else "Run failed"
+            self._say(f"{word}: {snap['message']}. The history up to then is kept; change the step size and press Reset.", "error")
+        history = snap["history"]
+        updates = {}
+        for trace in self.fig.data:
+            key = self._series_key(trace.name)
+            if key is None or key not in history:
+                continue
+            series = history[key]
+            last = series["step"][-1] if series["step"] else -1
+            if self._pushed.get(trace.name) == (last, len(series["step"])):
+                continue
+            updates[trace.name] = _downsample(series["step"], series["value"])
+            self._pushed[trace.name] = (last, len(series["step"]))
+        spectra = self._spectra(snap)
+        if not updates and not spectra:
+            return
+        with self.fig.batch_update():
+            for trace in self.fig.data:
+                if trace.name in updates:
+                    trace.x, trace.y = updates[trace.name]
+                elif trace.name in spectra:
+                    trace.x, trace.y = spectra[trace.name]
+
+    def _series_key(self, name: str) -> str | None:
+        if " · " not in name:
+            return {"train loss": "train_loss", "test loss": "test_loss", "test accuracy": "test_accuracy"}.get(name)
+        what, _, block = name.rpartition(" · block ")
+        if not block.isdigit():
+            return None
+        return {"κ input": f"cond/input/{block}", "κ weight": f"cond/weight/{block}",
+                "grad norm": f"grad_norm/{block}", "scale": f"scale/{block}"}.get(what)
+
+    def _spectra(self, snap: dict) -> dict:
+        report = self.session.report
+        if report is None or self._pushed.get("report") == report["step"]:
+            return {}
+        self._pushed["report"] = report["step"]
+        edges = np.asarray(report["hist_edges"], np.float32)
+        centres = (edges[:-1] + edges[1:]) / 2
+        return {f"spectrum input · block {s['block']}": (centres, np.asarray(s["hist_counts"], np.float32))
+                for s in report["stats"] if s["wrt"] == "input" and s["block"] in self._blocks}
+
+    def close(self) -> None:
+        self._alive = False
+        if self.session and self.session.state in (State.RUNNING, State.PAUSED):
+            self.session.stop()
+
+
+def launch(runs_dir: str | Path | None = None) -> Dashboard:
+    """Display the app (in Voila or a JupyterLab cell); settings come from the page's URL query."""
+    from IPython.display import display
+
+    # One compute thread per app kernel: with two, OpenMP's spinning threads slow training by
+    # orders of magnitude whenever the browser or another kernel holds a core (measured here).
+    torch.set_num_threads(int(os.environ.get("BPVIZ_THREADS", "1")))
+    app = Dashboard(query=os.environ.get("QUERY_STRING", ""),
+                    runs_dir=runs_dir or os.environ.get("BPVIZ_RUNS_DIR", "runs"))
+    display(app.widget)
+    return app
