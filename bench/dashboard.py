@@ -1,0 +1,191 @@
+"""The dashboard end to end: a real Voila server and headless Chromium, as a user would see it.
+
+Run: .venv/bin/python bench/dashboard.py [--preheat] [--steps 10000] [--window 10] [--query "depth=3"]
+
+Prints, for one server start and one page:
+- time to first plotted loss point: from Voila's start (server answering, page opened, app ready,
+  Start clicked, first ``train loss`` point in plotly's data), and from opening the page.
+  With --preheat Voila keeps a kernel that has already done the imports (voila.json's pool); the page
+  is then opened once the pool is filled (a user who arrives later), and the timings say so.
+  Goal: <= 8 s.
+- sustained updates per second reaching the browser: ``plotly_afterplot`` events and changes of the
+  ``train loss`` trace's last step, counted in the page over --window seconds. Goal: >= 10/s.
+- bytes per update after --steps steps: websocket frames received by the page (Playwright's
+  ``framereceived``; sizes after permessage-deflate is undone, so an upper bound of the wire bytes)
+  over --window seconds, divided by the updates the page saw in that time. Goal: <= 64 KB.
+- peak RSS of the kernel that ran the app (VmHWM of Voila's ipykernel child). Goal: <= 700 MB.
+
+On a 2-core machine the browser, Voila and the kernel share the cores, so all of these move with
+what else runs. Voila's log: test-artifacts/bench-dashboard-voila.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
+
+from harness import (ARTIFACTS, NOTEBOOK, PLOT, free_port, kernel_pids, launch_browser, open_app,  # noqa: E402
+                     rss_mb, start_voila, status_text, stop_voila, wait_points, wait_ready)
+
+COUNTERS_JS = """() => {
+  const gd = document.querySelector('%s');
+  if (window.__bench) return true;
+  const b = window.__bench = {afterplot: 0, changes: 0, lastX: null};
+  // counted after each redraw (a timer would starve: redraws keep the page's main thread busy)
+  gd.on('plotly_afterplot', () => {
+    b.afterplot += 1;
+    const t = gd.data && gd.data.find(t => t.name === 'train loss');
+    const x = t && t.x && t.x.length ? Number(t.x[t.x.length - 1]) : null;
+    if (x !== b.lastX) { b.changes += 1; b.lastX = x; }
+  });
+  return true;
+}""" % PLOT
+READ_COUNTERS_JS = "() => ({afterplot: window.__bench.afterplot, changes: window.__bench.changes, t: performance.now()})"
+
+
+def status_step(page) -> int:
+    m = re.search(r"step (\d+)", status_text(page))
+    return int(m.group(1)) if m else 0
+
+
+def kernel_step(runs_dir: Path) -> int:
+    """The last step the training worker wrote to its run's metrics.jsonl (flushed every second)."""
+    runs = sorted(runs_dir.glob("*/metrics.jsonl"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        return -1
+    import json
+    step = -1
+    for line in runs[-1].read_text().splitlines():
+        try:
+            step = max(step, int(json.loads(line).get("step", -1)))
+        except ValueError:
+            pass
+    return step
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except OSError:
+        return 0
+
+
+def wait_pool_ready(voila_pid: int, timeout: float = 120.0) -> float:
+    """Seconds until the preheated kernel has run the notebook up to wait_for_request(): its process
+    exists and has used no CPU for a second. (Voila's "pool is filled" log line comes when the kernel
+    has started, before it executed anything.)"""
+    t0 = time.monotonic()
+    last, quiet_since = None, None
+    while time.monotonic() - t0 < timeout:
+        pids = kernel_pids(voila_pid)
+        ticks = sum(cpu_ticks(p) for p in pids)
+        if pids and ticks > 100 and ticks == last:
+            if time.monotonic() - quiet_since >= 1.0:
+                return time.monotonic() - t0
+        else:
+            quiet_since = time.monotonic()
+        last = ticks
+        time.sleep(0.2)
+    raise TimeoutError("the preheated kernel did not settle")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preheat", action="store_true", help="serve with a preheated kernel pool (pool_size 1)")
+    ap.add_argument("--steps", type=int, default=10_000, help="measure bytes per update after this many steps")
+    ap.add_argument("--window", type=float, default=10.0, help="seconds to count updates and bytes over")
+    ap.add_argument("--query", default="", help="extra URL query for the app, e.g. 'depth=8&batch_norm=true'")
+    ap.add_argument("--notebook", default=str(NOTEBOOK))
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "bench-dashboard-voila.log"
+    port = free_port()
+    extra = ["--preheat_kernel=True", "--pool_size=1"] if args.preheat else []
+    query = "steps=1000000" + (f"&{args.query}" if args.query else "")
+    t_start = time.monotonic()
+    runs_dir = Path(tempfile.mkdtemp(prefix="bpviz-bench-runs-"))
+    proc = start_voila(port, *extra, log=log, notebook=Path(args.notebook),
+                       env={"BPVIZ_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1"})
+    frames: list[tuple[float, int]] = []
+    try:
+        t_answer = wait_ready(port, proc)
+        t_pool = wait_pool_ready(proc.pid) if args.preheat else None
+        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+            context = launch_browser(pw, profile)
+            page = context.new_page()
+            page.on("websocket", lambda ws: ws.on(
+                "framereceived", lambda payload: frames.append((time.monotonic(), len(payload)))))
+            t_goto = time.monotonic()
+            open_app(page, f"http://127.0.0.1:{port}/?{query}")
+            t_ready = time.monotonic()
+            page.locator(".bpviz-start").click()
+            t_click = time.monotonic()
+            wait_points(page, "train loss", n=1, timeout_ms=120_000)
+            t_first = time.monotonic()
+            kernels = kernel_pids(proc.pid)
+
+            page.evaluate(COUNTERS_JS)
+            c0, w0 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
+            time.sleep(args.window)
+            c1, w1 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
+            early_rate = (c1["afterplot"] - c0["afterplot"]) / ((c1["t"] - c0["t"]) / 1000)
+            early_changes = (c1["changes"] - c0["changes"]) / ((c1["t"] - c0["t"]) / 1000)
+            early_lag = (kernel_step(runs_dir) - status_step(page), time.monotonic() - t_first)
+
+            while status_step(page) < args.steps:
+                if "running" not in status_text(page):
+                    raise RuntimeError(f"the run ended before step {args.steps}: {status_text(page)}")
+                time.sleep(0.5)
+            step_a = status_step(page)
+            c2, w2 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
+            n_frames = len(frames)
+            time.sleep(args.window)
+            c3, w3 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
+            window = [size for t, size in frames[n_frames:] if w2 <= t <= w3]
+            step_b = status_step(page)
+            lag_steps, lag_at = kernel_step(runs_dir) - step_b, time.monotonic() - t_first
+            late_updates = c3["afterplot"] - c2["afterplot"]
+            late_changes = c3["changes"] - c2["changes"]
+            late_rate = late_updates / ((c3["t"] - c2["t"]) / 1000)
+            (ARTIFACTS / "bench-dashboard.png").write_bytes(page.screenshot(full_page=True))
+            peaks = {pid: rss_mb(pid, "VmHWM") for pid in kernels}
+            context.close()
+    finally:
+        stop_voila(proc)
+
+    kb = sum(window) / 1024
+    print(f"bench/dashboard.py  preheat={args.preheat}  query=?{query}")
+    print(f"  voila answering after start            {t_answer:6.1f} s")
+    if t_pool is not None:
+        print(f"  preheated kernel waiting after         {t_answer + t_pool:6.1f} s (page opened then)")
+    print(f"  page open -> app ready                 {t_ready - t_goto:6.1f} s")
+    print(f"  Start click -> first loss point        {t_first - t_click:6.1f} s")
+    print(f"  page open -> first loss point          {t_first - t_goto:6.1f} s   (goal <= 8 s)")
+    print(f"  voila start -> first loss point        {t_first - t_start:6.1f} s" +
+          ("   (includes waiting for the pool)" if args.preheat else ""))
+    print(f"  updates/s in the page, first {args.window:.0f} s       {early_rate:6.1f} plotly_afterplot/s, "
+          f"{early_changes:.1f} loss-trace changes/s   (goal >= 10/s)")
+    print(f"  updates/s in the page, after step {step_a:<6d} {late_rate:6.1f} plotly_afterplot/s, "
+          f"{late_changes / args.window:.1f} loss-trace changes/s; training advanced {step_b - step_a} steps")
+    print(f"  websocket down after step {step_a:<6d}      {kb / args.window:6.1f} KB/s in {len(window)} frames; "
+          f"{kb / max(late_updates, 1):.1f} KB per plotly update, {kb / max(late_changes, 1):.1f} KB per loss-trace "
+          f"change (goal <= 64 KB); largest frame {max(window, default=0) / 1024:.1f} KB")
+    rate = (step_b - step_a) / args.window
+    print(f"  page behind the worker                 {early_lag[0]} steps {early_lag[1]:.0f} s after the first point; "
+          f"{lag_steps} steps = {lag_steps / max(rate, 1e-9):.1f} s at the end ({lag_at:.0f} s) "
+          f"(the run's metrics.jsonl, flushed every second, vs the page's status line)")
+    for pid, peak in peaks.items():
+        print(f"  kernel pid {pid} peak RSS (VmHWM)        {peak:6.0f} MB   (goal <= 700 MB)")
+
+
+if __name__ == "__main__":
+    main()
