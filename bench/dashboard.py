@@ -115,15 +115,21 @@ def main() -> None:
     runs_dir = Path(tempfile.mkdtemp(prefix="bpviz-bench-runs-"))
     proc = start_voila(port, *extra, log=log, notebook=Path(args.notebook),
                        env={"BPVIZ_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1"})
-    frames: list[tuple[float, int]] = []
+    frames: list[tuple[int, bool]] = []  # (bytes, is a figure update from the kernel)
+
+    def on_frame(payload) -> None:
+        head = payload[:4096] if isinstance(payload, str) else payload[:4096].decode("latin-1")
+        frames.append((len(payload), '"_py2js_update": {' in head or '"_py2js_update": {' in str(payload[-200:])))
+
     try:
         t_answer = wait_ready(port, proc)
         t_pool = wait_pool_ready(proc.pid) if args.preheat else None
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
             context = launch_browser(pw, profile)
             page = context.new_page()
-            page.on("websocket", lambda ws: ws.on(
-                "framereceived", lambda payload: frames.append((time.monotonic(), len(payload)))))
+            # Playwright delivers events while we are inside one of its calls: wait with
+            # page.wait_for_timeout, never time.sleep, and count frames by index
+            page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
             t_goto = time.monotonic()
             open_app(page, f"http://127.0.0.1:{port}/?{query}")
             t_ready = time.monotonic()
@@ -134,9 +140,9 @@ def main() -> None:
             kernels = kernel_pids(proc.pid)
 
             page.evaluate(COUNTERS_JS)
-            c0, w0 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
-            time.sleep(args.window)
-            c1, w1 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
+            c0 = page.evaluate(READ_COUNTERS_JS)
+            page.wait_for_timeout(args.window * 1000)
+            c1 = page.evaluate(READ_COUNTERS_JS)
             early_rate = (c1["afterplot"] - c0["afterplot"]) / ((c1["t"] - c0["t"]) / 1000)
             early_changes = (c1["changes"] - c0["changes"]) / ((c1["t"] - c0["t"]) / 1000)
             early_lag = (kernel_step(runs_dir) - status_step(page), time.monotonic() - t_first)
@@ -144,13 +150,14 @@ def main() -> None:
             while status_step(page) < args.steps:
                 if "running" not in status_text(page):
                     raise RuntimeError(f"the run ended before step {args.steps}: {status_text(page)}")
-                time.sleep(0.5)
+                page.wait_for_timeout(500)
             step_a = status_step(page)
-            c2, w2 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
+            c2 = page.evaluate(READ_COUNTERS_JS)
             n_frames = len(frames)
-            time.sleep(args.window)
-            c3, w3 = page.evaluate(READ_COUNTERS_JS), time.monotonic()
-            window = [size for t, size in frames[n_frames:] if w2 <= t <= w3]
+            page.wait_for_timeout(args.window * 1000)
+            c3 = page.evaluate(READ_COUNTERS_JS)
+            window = [size for size, _ in frames[n_frames:]]
+            fig_updates = sum(is_fig for _, is_fig in frames[n_frames:])
             step_b = status_step(page)
             lag_steps, lag_at = kernel_step(runs_dir) - step_b, time.monotonic() - t_first
             late_updates = c3["afterplot"] - c2["afterplot"]
@@ -176,9 +183,10 @@ def main() -> None:
           f"{early_changes:.1f} loss-trace changes/s   (goal >= 10/s)")
     print(f"  updates/s in the page, after step {step_a:<6d} {late_rate:6.1f} plotly_afterplot/s, "
           f"{late_changes / args.window:.1f} loss-trace changes/s; training advanced {step_b - step_a} steps")
-    print(f"  websocket down after step {step_a:<6d}      {kb / args.window:6.1f} KB/s in {len(window)} frames; "
-          f"{kb / max(late_updates, 1):.1f} KB per plotly update, {kb / max(late_changes, 1):.1f} KB per loss-trace "
-          f"change (goal <= 64 KB); largest frame {max(window, default=0) / 1024:.1f} KB")
+    print(f"  websocket down after step {step_a:<6d}      {kb / args.window:6.1f} KB/s in {len(window)} frames, "
+          f"{fig_updates} figure updates sent by the kernel: {kb / max(fig_updates, 1):.1f} KB per figure update, "
+          f"{kb / max(late_updates, 1):.1f} KB per redraw in the page (goal <= 64 KB); "
+          f"largest frame {max(window, default=0) / 1024:.1f} KB")
     rate = (step_b - step_a) / args.window
     print(f"  page behind the worker                 {early_lag[0]} steps {early_lag[1]:.0f} s after the first point; "
           f"{lag_steps} steps = {lag_steps / max(rate, 1e-9):.1f} s at the end ({lag_at:.0f} s) "

@@ -36,7 +36,7 @@ ARCHITECTURE = ("dataset", "arch", "depth", "width", "activation", "init", "init
 MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MAX_OVERLAYS = 6
-HEARTBEAT_TIMEOUT = 15.0  # seconds without a page heartbeat before a running session is paused
+HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 
 
 def _downsample(steps: list, values: list, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
