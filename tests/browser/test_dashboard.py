@@ -1,0 +1,212 @@
+"""The dashboard in a real browser: Voila serving notebooks/dashboard.ipynb, headless Chromium.
+
+Every test opens the app as a new user (fresh browser profile, so a new kernel). Assertions read
+what the page shows: plotly's trace data (``.js-plotly-plot``'s ``data``), the status line (whose lr
+is the one the training worker uses) and the message line. Screenshots go to test-artifacts/.
+Runs are made long (``?steps=200000`` in the link) so that they are still going when we look.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import urllib.parse
+
+from playwright.sync_api import expect
+
+from harness import (Clock, http_get, lr_readout, open_app, press_lr, screenshot, status_lr, status_text,
+                     trace_names, traces, wait_points)
+
+LONG = "steps=200000"
+
+
+def click(page, selector: str) -> None:
+    """A real mouse click. ``force`` skips Playwright's wait for the element to be stable across
+    animation frames, which takes seconds while plotly redraws keep the page's main thread busy."""
+    page.locator(selector).click(force=True)
+
+
+def start(page):
+    click(page, ".bpviz-start")
+    expect(page.locator(".bpviz-status")).to_contain_text("running", timeout=30_000)
+
+
+def test_new_user_picks_a_preset_starts_and_the_loss_curve_grows(page, voila_server):
+    clock = Clock()
+    open_app(page, voila_server.url)
+    clock("app ready")
+    page.locator(".bpviz-preset select").select_option(label="deep-tanh-orthogonal")
+    # the preset's settings reach the controls (16 tanh blocks, orthogonal init)
+    expect(page.locator(".bpviz-depth input")).to_have_value("16", timeout=15_000)
+    expect(page.locator(".bpviz-init select")).to_have_value("orthogonal")
+    clock("preset applied")
+    # a longer run than the preset's 1000 steps, so that it is still running when we look twice
+    steps = page.locator(".bpviz-steps input")
+    steps.fill("200000")
+    steps.press("Enter")
+    time.sleep(0.5)
+    expect(page.locator(".bpviz-depth input")).to_have_value("16")
+    start(page)
+    clock("running")
+    first = wait_points(page, "train loss", n=2, timeout_ms=60_000)
+    clock("loss points")
+    later = wait_points(page, "train loss", n=2, after_step=first["x"][-1] + 50, timeout_ms=30_000)
+    clock("more loss points")
+    assert later["x"][-1] > first["x"][-1] and len(later["x"]) >= len(first["x"])
+    assert all(math.isfinite(v) for v in later["y"])
+    # the condition-number panel fills as well
+    kappa = [n for n in trace_names(page) if n.startswith("κ input · block")]
+    assert kappa, trace_names(page)
+    wait_points(page, kappa[0], n=1, timeout_ms=30_000)
+    clock("condition numbers")
+    screenshot(page, "01-preset-deep-tanh-orthogonal-running")
+    clock("screenshot")
+    assert "running" in status_text(page)
+
+
+def test_changing_the_step_size_while_running_reaches_the_worker(page, voila_server):
+    clock = Clock()
+    open_app(page, voila_server.url + "?" + LONG)
+    clock("app ready")
+    before = status_lr(page)
+    start(page)
+    clock("running")
+    wait_points(page, "train loss", n=2)
+    clock("loss points")
+    shown = press_lr(page, "ArrowRight", "ArrowRight", "ArrowRight", "ArrowRight")
+    clock("4 x ArrowRight")
+    assert not math.isclose(shown, before, rel_tol=0.01), (shown, before)
+    # the status line's lr is read inside the training worker: it proves the kernel applied it
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not math.isclose(status_lr(page) or 0, shown, rel_tol=0.02):
+        time.sleep(0.25)
+    assert math.isclose(status_lr(page) or 0, shown, rel_tol=0.02), (status_text(page), shown)
+    clock("status shows the new lr")
+    assert "running" in status_text(page)
+    # and down again, with the other arrow key
+    shown2 = press_lr(page, "ArrowLeft", "ArrowLeft", "ArrowLeft", "ArrowLeft", "ArrowLeft", "ArrowLeft")
+    clock("6 x ArrowLeft")
+    assert shown2 < shown
+    expect(page.locator(".bpviz-status")).to_contain_text(f"lr {shown2:.2e}", timeout=20_000)
+    clock("status shows the new lr")
+    # training continued through both changes
+    x = traces(page, "train loss")["train loss"]["x"][-1]
+    wait_points(page, "train loss", after_step=x, timeout_ms=30_000)
+    clock("loss grew")
+    screenshot(page, "02-step-size-changed-while-running")
+    clock("screenshot")
+
+
+def test_batch_norm_on_changes_the_local_hessian_condition_numbers(page, voila_server):
+    clock = Clock()
+    open_app(page, voila_server.url + "?" + LONG + "&depth=3")
+    clock("app ready")
+    name = "κ input · block 1"
+    start(page)
+    clock("running")
+    before = wait_points(page, name, n=3, timeout_ms=60_000)
+    clock("3 condition numbers")
+    screenshot(page, "03a-batch-norm-off-running")
+    clock("screenshot")
+    click(page, ".bpviz-bn input[type=checkbox]")
+    expect(page.locator(".bpviz-bn input[type=checkbox]")).to_be_checked()
+    clock("BN on")
+    click(page, ".bpviz-reset")
+    expect(page.locator(".bpviz-status")).to_contain_text("idle", timeout=30_000)
+    clock("reset")
+    start(page)
+    clock("running")
+    after = wait_points(page, name, n=3, timeout_ms=60_000)
+    clock("3 condition numbers")
+    n = min(len(before["y"]), len(after["y"]))
+    assert any(not math.isclose(a, b, rel_tol=1e-3) for a, b in zip(before["y"][:n], after["y"][:n])), \
+        (before["y"][:n], after["y"][:n])
+    # the run without BN stays on the plot as an overlay, labelled by what differed
+    overlays = [t for t in trace_names(page) if t.endswith("· train loss") and t != "train loss"]
+    assert any("BN off" in t for t in overlays), trace_names(page)
+    screenshot(page, "03b-batch-norm-on-with-earlier-run-overlaid")
+
+
+def test_a_diverging_run_is_reported_and_the_page_keeps_working(page, voila_server):
+    # ReLU, 3 blocks, lr 10 (the slider's maximum): NaN loss within a few dozen steps
+    open_app(page, voila_server.url + "?" + LONG + "&activation=relu&depth=3")
+    top = press_lr(page, "End")
+    assert math.isclose(top, 10.0), top
+    expect(page.locator(".bpviz-status")).to_contain_text("lr 1.00e+01", timeout=20_000)
+    click(page, ".bpviz-start")
+    message = page.locator(".bpviz-message")
+    expect(message).to_contain_text("diverged", timeout=60_000)
+    expect(message).to_contain_text("NaN")
+    expect(page.locator(".bpviz-status")).to_contain_text("diverged")
+    screenshot(page, "04a-run-diverged-at-lr-10")
+    # a sane step size, Reset, Start: training works again in the same page
+    press_lr(page, "Home")
+    click(page, ".bpviz-reset")
+    expect(page.locator(".bpviz-status")).to_contain_text("idle", timeout=30_000)
+    expect(message).not_to_contain_text("diverged", timeout=10_000)
+    start(page)
+    first = wait_points(page, "train loss", n=2, timeout_ms=60_000)
+    later = wait_points(page, "train loss", after_step=first["x"][-1], timeout_ms=30_000)
+    assert all(math.isfinite(v) for v in later["y"])
+    assert status_lr(page) == 1e-4
+    screenshot(page, "04b-after-divergence-reset-and-restarted")
+
+
+def test_reloading_the_page_gives_a_working_app(page, voila_server):
+    clock = Clock()
+    open_app(page, voila_server.url + "?" + LONG)
+    clock("app ready")
+    start(page)
+    wait_points(page, "train loss", n=2)
+    clock("loss points")
+    page.reload(timeout=120_000)
+    page.wait_for_function("() => !!document.querySelector('.bpviz-start')", timeout=120_000)
+    expect(page.locator(".bpviz-status")).to_contain_text("idle", timeout=120_000)
+    clock("reloaded")
+    for cls in ("preset", "dataset", "depth", "width", "activation", "init", "bn", "skip", "optimizer", "lr",
+                "batch", "seed", "hessian", "start", "pause", "stop", "reset", "share", "json"):
+        assert page.locator(f".bpviz-{cls}").count() == 1, cls
+    start(page)
+    first = wait_points(page, "train loss", n=2, timeout_ms=60_000)
+    wait_points(page, "train loss", after_step=first["x"][-1], timeout_ms=30_000)
+    clock("loss points")
+    screenshot(page, "05-after-reload-running")
+
+
+def test_settings_round_trip_through_the_url(page, voila_server):
+    open_app(page, voila_server.url + "?depth=3&batch_norm=true&lr=0.3")
+    expect(page.locator(".bpviz-depth input")).to_have_value("3")
+    expect(page.locator(".bpviz-bn input[type=checkbox]")).to_be_checked()
+    assert math.isclose(lr_readout(page), 0.3, rel_tol=0.06), lr_readout(page)  # the slider's grid: 10^-0.5
+    assert math.isclose(status_lr(page), 0.3, rel_tol=1e-6), status_text(page)
+    share = dict(urllib.parse.parse_qsl(page.locator(".bpviz-share input").input_value().lstrip("?")))
+    assert share.get("depth") == "3" and share.get("batch_norm") == "true" and float(share["lr"]) == 0.3, share
+    assert '"depth": 3' in page.locator(".bpviz-json textarea").input_value()
+    # strip_sources: the page does not carry the notebook's code
+    assert "bpviz.widgets.app" not in page.content()
+    screenshot(page, "06a-opened-from-link-depth3-bn-lr0.3")
+
+    open_app(page, voila_server.url + "?depth=abc&nonsense=1")
+    expect(page.locator(".bpviz-depth input")).to_have_value("4")  # RunConfig's default
+    expect(page.locator(".bpviz-bn input[type=checkbox]")).not_to_be_checked()
+    message = page.locator(".bpviz-message")
+    expect(message).to_contain_text("nonsense")
+    expect(message).to_contain_text("depth")
+    screenshot(page, "06b-opened-from-bad-link-defaults-and-message")
+
+
+def test_the_server_exposes_no_files(voila_server):
+    """Voila serves one notebook: every other path redirects to /voila/files/<path>, which serves
+    nothing here (voila.json: empty allowlist), so neither the repository nor the notebook is readable."""
+    port = voila_server.port
+    paths = ("/tree", "/files/README.md", "/notebooks/dashboard.ipynb", "/lab", "/api/contents/README.md",
+             "/voila/api/contents/", "/voila/tree", "/voila/files/README.md", "/voila/files/dashboard.ipynb",
+             "/voila/files/../README.md", "/voila/files/%2e%2e/README.md", "/voila/files/../bpviz/config.py",
+             "/voila/render/dashboard.ipynb")
+    for path in paths:
+        status, location = http_get(port, path)
+        if status in (301, 302):
+            assert location.startswith("/voila/files/"), (path, location)
+            status, location = http_get(port, location)
+        assert status in (403, 404), (path, status)
