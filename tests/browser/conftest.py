@@ -85,6 +85,8 @@ def page(pw, voila_server, tmp_path, request):
         except Exception:
             pass
         print(f"--- voila log (tail) ---\n{voila_server.log_tail()}")
+    if page.errors:  # uncaught JavaScript errors: reported, not failed on
+        print("--- page errors ---\n" + "\n".join(page.errors))
     try:  # leave no training behind for the next test (the heartbeat would stop it after a while);
         # a DOM click: no waiting for the busy page to settle, as a real click would
         page.evaluate("() => { const b = document.querySelector('.bpviz-stop'); if (b) b.click(); }")

@@ -9,7 +9,6 @@ Runs are made long (``?steps=200000`` in the link) so that they are still going 
 from __future__ import annotations
 
 import math
-import re
 import time
 import urllib.parse
 
@@ -45,7 +44,7 @@ def test_new_user_picks_a_preset_starts_and_the_loss_curve_grows(page, voila_ser
     steps = page.locator(".bpviz-steps input")
     steps.fill("200000")
     steps.press("Enter")
-    time.sleep(0.5)
+    page.wait_for_timeout(500)
     expect(page.locator(".bpviz-depth input")).to_have_value("16")
     start(page)
     clock("running")
@@ -80,7 +79,7 @@ def test_changing_the_step_size_while_running_reaches_the_worker(page, voila_ser
     # the status line's lr is read inside the training worker: it proves the kernel applied it
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not math.isclose(status_lr(page) or 0, shown, rel_tol=0.02):
-        time.sleep(0.25)
+        page.wait_for_timeout(250)
     assert math.isclose(status_lr(page) or 0, shown, rel_tol=0.02), (status_text(page), shown)
     clock("status shows the new lr")
     assert "running" in status_text(page)
