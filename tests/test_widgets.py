@@ -137,3 +137,54 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
 def test_labels_say_what_differs():
     old, new = RunConfig(batch_norm=True, lr=0.3), RunConfig(lr=0.05)
     assert describe_difference(old, new) == "BN on, lr 0.3"
+
+
+def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
+    a = app(RunConfig(optimizer="sibp", optimizer_options={"lam": 2.0}).to_query())
+    assert set(a.option_widgets) == {"lam", "inner_iters", "cg_iters"}
+    assert a.option_widgets["lam"].value == 2.0 and a.session.cfg.optimizer_options == {"lam": 2.0}
+    a.controls["optimizer"].value = "sgd"
+    assert wait_for(lambda: a.session.cfg.optimizer == "sgd" and "momentum" in a.option_widgets)
+    assert a.session.cfg.optimizer_options == {}  # the new algorithm starts from its defaults
+    a.option_widgets["momentum"].value = 0.9
+    assert wait_for(lambda: a.session.cfg.optimizer_options == {"momentum": 0.9})
+    assert RunConfig.from_query(a.share.value)[0].optimizer_options == {"momentum": 0.9}
+    a.option_widgets["momentum"].value = 1.5  # out of range: refused, the message names the option
+    assert wait_for(lambda: "momentum" in a.message.value and "allowed" in a.message.value)
+    assert a.session.cfg.optimizer_options == {"momentum": 0.9}
+
+
+def test_preset_with_options_shows_them(app):
+    name = next(n for n, p in PRESETS.items() if p.optimizer_options)
+    a = app()
+    a.preset.value = name
+    assert wait_for(lambda: a.session.cfg.optimizer_options == PRESETS[name].optimizer_options)
+    assert all(a.option_widgets[k].value == v for k, v in PRESETS[name].optimizer_options.items())
+
+
+def test_a_page_that_connects_later_gets_the_current_traces(app):
+    """Voila renders the figure after the notebook ran: its initial state must hold the traces."""
+    a = app("dataset=xor&depth=3&width=8")
+    names = [t["name"] for t in a.fig._widget_data]
+    assert names == [t.name for t in a.fig.data] and "κ input · block 1" in names
+
+
+def test_short_runs_show_markers_and_the_link_rounds_the_step_size(app):
+    a = app("dataset=xor&depth=2&width=8&steps=10&lr=0.05")
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "finished" and len(trace(a, "train loss").y) > 0)
+    assert wait_for(lambda: trace(a, "train loss").mode == "lines+markers")
+    a.controls["lr"].value = 10 ** -1.5
+    assert wait_for(lambda: "lr=0.0316&" in a.share.value + "&")
+
+
+def test_heartbeat_loss_stops_the_run_and_says_why(app, monkeypatch):
+    import bpviz.widgets.app as app_module
+
+    monkeypatch.setattr(app_module, "HEARTBEAT_TIMEOUT", 0.5)
+    a = app("dataset=xor&depth=2&width=8&steps=1000000")
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "running")
+    a._last_heartbeat = time.monotonic() - 1.0  # the page stopped ticking
+    assert wait_for(lambda: a.session.state.value == "finished")
+    assert wait_for(lambda: "no heartbeat" in a.message.value)

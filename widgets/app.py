@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 import time
+from copy import deepcopy
 from pathlib import Path
 
 import ipywidgets as W
@@ -25,6 +26,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from bpviz.config import ConfigError, RunConfig
+from bpviz.optim import ALGORITHMS, Option
 from bpviz.presets import PRESETS
 from bpviz.runs import list_runs, load_run
 from bpviz.session import ENDED, State, TrainingSession
@@ -36,6 +38,7 @@ ARCHITECTURE = ("dataset", "arch", "depth", "width", "activation", "init", "init
 MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MAX_OVERLAYS = 6
+MARKERS_BELOW = 30  # a trace with fewer points also shows markers
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 
 
@@ -53,6 +56,20 @@ def shown_blocks(depth: int) -> list[int]:
     return sorted(set(np.linspace(0, depth - 1, min(depth, MAX_BLOCK_TRACES)).round().astype(int).tolist()))
 
 
+def option_widget(name: str, option: Option, value) -> W.Widget:
+    """A control for one optimizer option, built from its declaration (type, choices, bounds, help)."""
+    common = dict(description=name, description_allow_html=False, tooltip=option.help,
+                  style={"description_width": "90px"}, value=value)
+    if option.choices is not None:
+        return W.Dropdown(options=list(option.choices), **common)
+    if isinstance(option.default, bool):
+        return W.Checkbox(indent=False, **{k: v for k, v in common.items() if k != "style"})
+    if isinstance(option.default, int):
+        return W.BoundedIntText(min=int(option.lo if option.lo is not None else 0),
+                                max=int(option.hi if option.hi is not None else 10**6), **common)
+    return W.FloatText(**common)  # bounds (some strict) are checked by the config, with a message
+
+
 def describe_difference(old: RunConfig, new: RunConfig) -> str:
     """A short label for a past run by what differs from the current settings ("BN on", "lr 0.3")."""
     parts = []
@@ -65,13 +82,17 @@ def describe_difference(old: RunConfig, new: RunConfig) -> str:
     for name in ("depth", "width", "lr", "batch_size", "seed"):
         if getattr(old, name) != getattr(new, name):
             parts.append(f"{name.replace('_size', '')} {getattr(old, name):g}")
+    if old.optimizer == new.optimizer:
+        for name in sorted(set(old.optimizer_options) | set(new.optimizer_options)):
+            if old.optimizer_options.get(name) != new.optimizer_options.get(name):
+                parts.append(f"{name} {old.optimizer_options.get(name, 'default')}")
     return ", ".join(parts) or old.name or "same settings"
 
 
 class Dashboard:
     """The whole app; ``widget`` is what to display."""
 
-    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 10.0):
+    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 5.0):
         self.runs_dir = Path(runs_dir)
         self.max_rate = max_rate
         self._commands: queue.Queue = queue.Queue()
@@ -88,7 +109,9 @@ class Dashboard:
         cfg = cfg.replace(**{name: getattr(RunConfig(), name) for name in SERVER_ONLY})
         self._build_controls(cfg)
         self._build_figure()
-        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, W.Box([self.fig], layout=W.Layout(width="100%"))],
+        self.plot_box = W.Box([self.fig], layout=W.Layout(width="100%"))
+        self.plot_box.add_class("bpviz-plot")
+        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, self.plot_box],
                                                  layout=W.Layout(flex="1"))])
         self.widget.add_class("bpviz-app")
         try:
@@ -134,6 +157,8 @@ class Dashboard:
                                                      ("every 100", 100)], description="Hessian", style=style), "hessian"),
             "steps": tag(W.BoundedIntText(min=1, max=10**7, description="steps", style=style), "steps"),
         }
+        self.options_box = tag(W.VBox(layout=W.Layout(margin="0 0 0 20px")), "options")
+        self.option_widgets: dict[str, W.Widget] = {}
         self._set_controls(cfg)
         for name, widget in self.controls.items():
             # checked when the value changes, on the thread that changed it: the app's own updates
@@ -166,13 +191,22 @@ class Dashboard:
         self.message = tag(W.HTML(), "message")
         self.panel = W.VBox([
             W.HTML("<b>bpviz</b> — why back-propagation trains some networks well and others badly"),
-            self.preset, *self.controls.values(),
+            self.preset, *self._panel_controls(),
             W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]), self.heartbeat,
             W.HTML("<b>Compare</b> (selected earlier runs are shown)"), self.overlay_list,
             W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
             W.HBox([self.saved_runs, self.load_run_btn]),
             W.HTML("<b>Share</b>"), self.share, self.json, self.load_json_btn,
         ], layout=W.Layout(width="340px"))
+
+    def _panel_controls(self) -> list[W.Widget]:
+        """The controls in panel order, the optimizer's own options right under the optimizer."""
+        out = []
+        for name, widget in self.controls.items():
+            out.append(widget)
+            if name == "optimizer":
+                out.append(self.options_box)
+        return out
 
     def _set_controls(self, cfg: RunConfig) -> None:
         self._syncing = True
@@ -182,13 +216,34 @@ class Dashboard:
                 if name == "dataset" and value not in widget.options:
                     widget.options = list(widget.options) + [value]
                 widget.value = value
+            self._set_option_widgets(cfg.optimizer, cfg.optimizer_options)
         finally:
             self._syncing = False
 
+    def _set_option_widgets(self, optimizer: str, values: dict) -> None:
+        """One control per option the chosen optimizer declares, showing ``values`` or the default."""
+        widgets = {}
+        for name, option in ALGORITHMS[optimizer].OPTIONS.items():
+            widget = option_widget(name, option, values.get(name, option.default))
+            widget.add_class(f"bpviz-option-{name}")
+            widget.observe(lambda change: None if self._syncing else self._commands.put(("changed", "optimizer_options")),
+                           names="value")
+            widgets[name] = widget
+        for old in self.option_widgets.values():
+            old.close()
+        self.option_widgets = widgets
+        self.options_box.children = list(widgets.values())
+
     def current_config(self) -> RunConfig:
-        """The settings the controls show, on top of the running config's other fields."""
+        """The settings the controls show, on top of the running config's other fields; optimizer
+        options only where they differ from the default, so links stay short."""
         base = self.session.cfg if self.session else RunConfig()
-        return base.replace(name="", **{name: w.value for name, w in self.controls.items()})
+        options = ALGORITHMS[self.controls["optimizer"].value].OPTIONS
+        chosen = {name: w.value for name, w in self.option_widgets.items()
+                  if name in options and w.value != options[name].default}
+        values = {name: w.value for name, w in self.controls.items()}
+        values["lr"] = float(f"{values['lr']:.3g}")  # the log slider's 0.0316227766... reads as 0.0316
+        return base.replace(name="", optimizer_options=chosen, **values)
 
     # --- figure ----------------------------------------------------------------------------
     def _build_figure(self) -> None:
@@ -227,7 +282,8 @@ class Dashboard:
         with self.fig.batch_update():
             self.fig.data = []
             for name, r, c, line in traces:
-                self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines", line=line, legendgroup=name.split(" · ")[-1],
+                self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
+                                              marker=dict(size=5), legendgroup=name.split(" · ")[-1],
                                               showlegend=name in ("train loss", "test loss", "test accuracy") or name.startswith("κ input"),
                                               hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>current run</extra>"),
                                    row=r, col=c)
@@ -237,7 +293,15 @@ class Dashboard:
                                               visible=True if ov["label"] in self.overlay_list.value else "legendonly",
                                               hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(ov['label'])}</extra>"),
                                    row=r, col=c)
+        self._widget_sync()
         self._pushed = {}
+
+    def _widget_sync(self) -> None:
+        """Make the figure's initial state match its traces. A FigureWidget inside a Box keeps the
+        state it had when first created, so a page that connects later (Voila renders after the
+        notebook ran) would start from an empty plot; only deltas would reach it."""
+        self.fig._widget_data = deepcopy(self.fig._data)
+        self.fig._widget_layout = deepcopy(self.fig._layout_obj._props)
 
     # --- commands (run on the publisher thread) -----------------------------------------------
     def _say(self, text: str, kind: str = "info") -> None:
@@ -311,7 +375,13 @@ class Dashboard:
                 self._refresh_share(self.current_config())
             elif arg == "hessian_every":
                 s.set_hessian_every(self.controls["hessian_every"].value)
-            elif arg in ARCHITECTURE or arg == "steps":
+            elif arg in ARCHITECTURE or arg in ("steps", "optimizer_options"):
+                if arg == "optimizer":  # another algorithm: its own options, at their defaults
+                    self._syncing = True
+                    try:
+                        self._set_option_widgets(self.controls["optimizer"].value, {})
+                    finally:
+                        self._syncing = False
                 try:
                     cfg = self.current_config()
                 except ConfigError as exc:
@@ -385,6 +455,8 @@ class Dashboard:
         if (self._last_heartbeat is not None and s.state is State.RUNNING
                 and time.monotonic() - self._last_heartbeat > HEARTBEAT_TIMEOUT):
             s.stop()  # the page is gone: do not train for nobody
+            self._say(f"Stopped at step {s.step}: no heartbeat from the page for {HEARTBEAT_TIMEOUT:.0f} s "
+                      "(was the tab closed or asleep?). Press Start for a new run.", "warn")
 
     def _draw(self) -> None:
         s = self.session
@@ -394,10 +466,11 @@ class Dashboard:
         self.status.value = (f"<b>{state}</b> · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
                              f"{snap['device']} · lr {snap['lr']:.2e}")
         if state in ("diverged", "failed") and "diverged" not in self.message.value and "failed" not in self.message.value:
-            word = "Run diverged" if state == "diverged" else "Run failed"
-            self._say(f"{word}: {snap['message']}. The history up to then is kept; change the step size and press Reset.", "error")
+            what = snap["message"]
+            what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
+            self._say(f"{what}. The history up to then is kept; change the step size and press Reset.", "error")
         history = snap["history"]
-        updates = {}
+        updates, modes = {}, {}
         for trace in self.fig.data:
             key = self._series_key(trace.name)
             if key is None or key not in history:
@@ -407,6 +480,10 @@ class Dashboard:
             if self._pushed.get(trace.name) == (last, len(series["step"])):
                 continue
             updates[trace.name] = _downsample(series["step"], series["value"])
+            # markers while a trace is short: a run that diverged after a few steps stays visible
+            mode = "lines+markers" if len(updates[trace.name][0]) <= MARKERS_BELOW else "lines"
+            if trace.mode != mode:
+                modes[trace.name] = mode
             self._pushed[trace.name] = (last, len(series["step"]))
         spectra = self._spectra(snap)
         if not updates and not spectra:
@@ -415,6 +492,8 @@ class Dashboard:
             for trace in self.fig.data:
                 if trace.name in updates:
                     trace.x, trace.y = updates[trace.name]
+                    if trace.name in modes:
+                        trace.mode = modes[trace.name]
                 elif trace.name in spectra:
                     trace.x, trace.y = spectra[trace.name]
 
