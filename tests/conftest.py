@@ -1,5 +1,3 @@
-import os
-
 import pytest
 import torch
 
@@ -26,9 +24,3 @@ def pytest_configure(config):
     # Small tensors gain nothing from two threads, and OpenMP's spinning threads slow down by
     # orders of magnitude when another process (a Voila kernel, a browser) holds a core.
     torch.set_num_threads(1)
-
-
-# The real-browser tests (Voila + headless Chromium) run when asked for: BPVIZ_BROWSER_TESTS=1
-# bash bin/test tests/browser. They are not yet part of CI: on a loaded 2-core machine 3 of 9
-# failed in a fresh-clone run (see the session note), and a flaky suite would hide real failures.
-collect_ignore = [] if os.environ.get("BPVIZ_BROWSER_TESTS") == "1" else ["browser"]

@@ -35,7 +35,7 @@ class Server:
             return ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def voila_server(tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
