@@ -148,7 +148,7 @@ def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
     assert a.session.cfg.optimizer_options == {}  # the new algorithm starts from its defaults
     a.option_widgets["momentum"].value = 0.9
     assert wait_for(lambda: a.session.cfg.optimizer_options == {"momentum": 0.9})
-    assert RunConfig.from_query(a.share.value)[0].optimizer_options == {"momentum": 0.9}
+    assert wait_for(lambda: RunConfig.from_query(a.share.value)[0].optimizer_options == {"momentum": 0.9})
     a.option_widgets["momentum"].value = 1.5  # out of range: refused, the message names the option
     assert wait_for(lambda: "momentum" in a.message.value and "allowed" in a.message.value)
     assert a.session.cfg.optimizer_options == {"momentum": 0.9}
