@@ -49,6 +49,7 @@ def test_url_query_sets_the_controls_and_nonsense_is_reported(app):
     assert a.controls["depth"].value == 3 and a.controls["batch_norm"].value is True
     assert a.controls["lr"].value == pytest.approx(0.3)
     assert a.share.value.startswith("?") and "depth=3" in a.share.value and "batch_norm=true" in a.share.value
+    assert app("hessian_every=37").controls["hessian_every"].value == 37  # any valid cadence, not only the menu's
     b = app("depth=abc&nonsense=1&data_dir=/etc")
     assert b.controls["depth"].value == RunConfig().depth
     assert "depth=abc" in b.message.value and "nonsense" in b.message.value
@@ -188,3 +189,51 @@ def test_heartbeat_loss_stops_the_run_and_says_why(app, monkeypatch):
     a._last_heartbeat = time.monotonic() - 1.0  # the page stopped ticking
     assert wait_for(lambda: a.session.state.value == "finished")
     assert wait_for(lambda: "no heartbeat" in a.message.value)
+
+
+def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
+    """Applying a page message holds trait notifications, and traitlets merges what changes
+    meanwhile: plotly's "_py2js_update = message; = None" would reach the page as None."""
+    import threading
+    from contextlib import contextmanager
+
+    import plotly.graph_objects as go
+
+    from bpviz.widgets.app import LockedFigureWidget
+
+    class Comm:
+        kernel = object()
+        comm_id = "test"
+        sent: list = []
+
+        def send(self, data=None, buffers=None, **_):
+            self.sent.append(data)
+
+        def on_msg(self, callback):
+            pass
+
+        def close(self, *_, **__):
+            pass
+
+    w = LockedFigureWidget(go.Figure(go.Scatter(x=[0], y=[1], name="a")))
+    w.comm = Comm()
+    applying = threading.Event()
+    hold = w.hold_trait_notifications
+
+    @contextmanager
+    def slow_hold():  # a page message whose application takes a while
+        with hold():
+            applying.set()
+            time.sleep(0.3)
+            yield
+
+    object.__setattr__(w, "hold_trait_notifications", slow_hold)
+    page = threading.Thread(target=w.set_state, args=({"_js2py_relayout": None},))
+    page.start()
+    assert applying.wait(5)
+    with w.changing(), w.batch_update():  # what the app thread does
+        w.data[0].y = [7.0]
+    page.join()
+    updates = [m["state"]["_py2js_update"] for m in Comm.sent
+               if m.get("method") == "update" and m["state"].get("_py2js_update")]
+    assert updates and updates[-1]["style_data"]["y"] == [[7.0]]

@@ -70,6 +70,26 @@ def option_widget(name: str, option: Option, value) -> W.Widget:
     return W.FloatText(**common)  # bounds (some strict) are checked by the config, with a message
 
 
+class LockedFigureWidget(go.FigureWidget):
+    """A FigureWidget that the app thread changes only while no page message is being applied.
+
+    Applying a page message holds trait notifications, and traitlets merges the changes made
+    meanwhile, from any thread: plotly's ``_py2js_update = message; _py2js_update = None`` from the
+    app thread would reach the page as None, and that update would be lost."""
+
+    def __init__(self, *args, **kwargs):
+        self._state_lock = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    def set_state(self, sync_data: dict) -> None:
+        with self._state_lock:
+            super().set_state(sync_data)
+
+    def changing(self):
+        """Hold this while changing the figure (around ``batch_update``)."""
+        return self._state_lock
+
+
 def describe_difference(old: RunConfig, new: RunConfig) -> str:
     """A short label for a past run by what differs from the current settings ("BN on", "lr 0.3")."""
     parts = []
@@ -215,6 +235,8 @@ class Dashboard:
                 value = getattr(cfg, name)
                 if name == "dataset" and value not in widget.options:
                     widget.options = list(widget.options) + [value]
+                if name == "hessian_every" and value not in [v for _, v in widget.options]:
+                    widget.options = list(widget.options) + [(f"every {value}", value)]
                 widget.value = value
             self._set_option_widgets(cfg.optimizer, cfg.optimizer_options)
         finally:
@@ -258,7 +280,7 @@ class Dashboard:
         for (r, c), (xt, yt, ytype) in axes.items():
             fig.update_xaxes(title_text=xt, row=r, col=c)
             fig.update_yaxes(title_text=yt, type=ytype, row=r, col=c)
-        self.fig = go.FigureWidget(fig)
+        self.fig = LockedFigureWidget(fig)
         self.fig.add_class("bpviz-figure")
 
     def _rebuild_traces(self, depth: int) -> None:
@@ -279,7 +301,7 @@ class Dashboard:
         for ov in self._overlays:
             for key, (r, c) in (("train loss", (1, 1)), ("test accuracy", (1, 2)), ("κ input · mean", (2, 1))):
                 overlay_traces.append((f"{ov['label']} · {key}", r, c, ov, key))
-        with self.fig.batch_update():
+        with self.fig.changing(), self.fig.batch_update():
             self.fig.data = []
             for name, r, c, line in traces:
                 self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
@@ -293,7 +315,8 @@ class Dashboard:
                                               visible=True if ov["label"] in self.overlay_list.value else "legendonly",
                                               hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(ov['label'])}</extra>"),
                                    row=r, col=c)
-        self._widget_sync()
+        with self.fig.changing():
+            self._widget_sync()
         self._pushed = {}
 
     def _widget_sync(self) -> None:
@@ -413,7 +436,7 @@ class Dashboard:
             self._rebuild_traces(s.cfg.depth)
         elif command == "overlay-visibility":
             shown = set(self.overlay_list.value)
-            with self.fig.batch_update():
+            with self.fig.changing(), self.fig.batch_update():
                 for trace in self.fig.data:
                     label = trace.name.split(" · ")[0]
                     if label in {o["label"] for o in self._overlays}:
@@ -433,8 +456,11 @@ class Dashboard:
 
     # --- the publisher thread ----------------------------------------------------------------
     def _publish_loop(self) -> None:
+        period = 1.0 / self.max_rate
+        deadline = time.monotonic()
         while self._alive:
-            deadline = time.monotonic() + 1.0 / self.max_rate
+            # ticks on a fixed grid, so the time a redraw takes does not lower the rate
+            deadline = max(deadline + period, time.monotonic())
             try:
                 while True:
                     timeout = max(0.0, deadline - time.monotonic())
@@ -488,7 +514,7 @@ class Dashboard:
         spectra = self._spectra(snap)
         if not updates and not spectra:
             return
-        with self.fig.batch_update():
+        with self.fig.changing(), self.fig.batch_update():
             for trace in self.fig.data:
                 if trace.name in updates:
                     trace.x, trace.y = updates[trace.name]
