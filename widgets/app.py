@@ -275,7 +275,7 @@ class Dashboard:
         fig.update_layout(height=820, margin=dict(l=50, r=10, t=40, b=40), uirevision="keep",
                           legend=dict(font=dict(size=10)), hovermode="closest")
         axes = {(1, 1): ("step", "loss (log)", "log"), (1, 2): ("step", "accuracy", "linear"),
-                (2, 1): ("step", "κ = λmax/λmin>0 (log)", "log"), (2, 2): ("log10 eigenvalue (1 = ideal)", "eigenvalues", "linear"),
+                (2, 1): ("step", "κ = λmax/λmin>0 (log)", "log"), (2, 2): ("log10 eigenvalue (0 = ideal, λ = 1)", "eigenvalues", "linear"),
                 (3, 1): ("step", "‖∂loss/∂W‖ (log)", "log"), (3, 2): ("step", "scale (log)", "log")}
         for (r, c), (xt, yt, ytype) in axes.items():
             fig.update_xaxes(title_text=xt, row=r, col=c)
