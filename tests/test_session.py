@@ -14,6 +14,7 @@ import pytest
 from bpviz.config import RunConfig
 from bpviz.runs import load_run
 from bpviz.session import State, SessionError, TrainingSession
+from waiting import wait_for
 
 SMALL = dict(dataset="xor", n_train=256, n_test=64, depth=2, width=8, batch_size=32)
 
@@ -21,14 +22,6 @@ SMALL = dict(dataset="xor", n_train=256, n_test=64, depth=2, width=8, batch_size
 def trainer_threads():
     return [t for t in threading.enumerate() if t.name == "bpviz-trainer" and t.is_alive()]
 
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_controls_from_another_thread_drive_the_state_machine():

@@ -10,15 +10,8 @@ pytest.importorskip("plotly")
 from bpviz.config import RunConfig  # noqa: E402
 from bpviz.presets import PRESETS  # noqa: E402
 from bpviz.widgets.app import Dashboard, describe_difference, shown_blocks  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
 
@@ -228,19 +229,26 @@ class Dashboard:
                 out.append(self.options_box)
         return out
 
-    def _set_controls(self, cfg: RunConfig) -> None:
-        self._syncing = True
+    @contextmanager
+    def _app_update(self):
+        """While the app itself sets controls (presets, JSON, a new optimizer's options): their
+        observers see the flag, on the thread that set them, and do not read it as a user's edit."""
+        outer, self._syncing = self._syncing, True
         try:
+            yield
+        finally:
+            self._syncing = outer
+
+    def _set_controls(self, cfg: RunConfig) -> None:
+        with self._app_update():
             for name, widget in self.controls.items():
                 value = getattr(cfg, name)
-                if name == "dataset" and value not in widget.options:
-                    widget.options = list(widget.options) + [value]
-                if name == "hessian_every" and value not in [v for _, v in widget.options]:
-                    widget.options = list(widget.options) + [(f"every {value}", value)]
+                if isinstance(widget, W.Dropdown):
+                    listed = [o if isinstance(o, tuple) else (str(o), o) for o in widget.options]
+                    if value not in [v for _, v in listed]:  # valid, but not in the menu (hessian_every=37)
+                        widget.options = listed + [(str(value), value)]
                 widget.value = value
             self._set_option_widgets(cfg.optimizer, cfg.optimizer_options)
-        finally:
-            self._syncing = False
 
     def _set_option_widgets(self, optimizer: str, values: dict) -> None:
         """One control per option the chosen optimizer declares, showing ``values`` or the default."""
@@ -301,30 +309,27 @@ class Dashboard:
         for ov in self._overlays:
             for key, (r, c) in (("train loss", (1, 1)), ("test accuracy", (1, 2)), ("κ input · mean", (2, 1))):
                 overlay_traces.append((f"{ov['label']} · {key}", r, c, ov, key))
-        with self.fig.changing(), self.fig.batch_update():
-            self.fig.data = []
-            for name, r, c, line in traces:
-                self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
-                                              marker=dict(size=5), legendgroup=name.split(" · ")[-1],
-                                              showlegend=name in ("train loss", "test loss", "test accuracy") or name.startswith("κ input"),
-                                              hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>current run</extra>"),
-                                   row=r, col=c)
-            for name, r, c, ov, key in overlay_traces:
-                x, y = ov["series"].get(key, (empty, empty))
-                self.fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line=dict(color="#999", dash="dash", width=1),
-                                              visible=True if ov["label"] in self.overlay_list.value else "legendonly",
-                                              hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(ov['label'])}</extra>"),
-                                   row=r, col=c)
         with self.fig.changing():
-            self._widget_sync()
+            with self.fig.batch_update():
+                self.fig.data = []
+                for name, r, c, line in traces:
+                    self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
+                                                  marker=dict(size=5), legendgroup=name.split(" · ")[-1],
+                                                  showlegend=name in ("train loss", "test loss", "test accuracy") or name.startswith("κ input"),
+                                                  hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>current run</extra>"),
+                                       row=r, col=c)
+                for name, r, c, ov, key in overlay_traces:
+                    x, y = ov["series"].get(key, (empty, empty))
+                    self.fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line=dict(color="#999", dash="dash", width=1),
+                                                  visible=True if ov["label"] in self.overlay_list.value else "legendonly",
+                                                  hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(ov['label'])}</extra>"),
+                                       row=r, col=c)
+            # the traces are also the state a page that connects later starts from: a FigureWidget
+            # inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
+            # only later deltas would reach such a page, which would start from an empty plot
+            self.fig._widget_data = deepcopy(self.fig._data)
+            self.fig._widget_layout = deepcopy(self.fig._layout_obj._props)
         self._pushed = {}
-
-    def _widget_sync(self) -> None:
-        """Make the figure's initial state match its traces. A FigureWidget inside a Box keeps the
-        state it had when first created, so a page that connects later (Voila renders after the
-        notebook ran) would start from an empty plot; only deltas would reach it."""
-        self.fig._widget_data = deepcopy(self.fig._data)
-        self.fig._widget_layout = deepcopy(self.fig._layout_obj._props)
 
     # --- commands (run on the publisher thread) -----------------------------------------------
     def _say(self, text: str, kind: str = "info") -> None:
@@ -400,11 +405,8 @@ class Dashboard:
                 s.set_hessian_every(self.controls["hessian_every"].value)
             elif arg in ARCHITECTURE or arg in ("steps", "optimizer_options"):
                 if arg == "optimizer":  # another algorithm: its own options, at their defaults
-                    self._syncing = True
-                    try:
+                    with self._app_update():
                         self._set_option_widgets(self.controls["optimizer"].value, {})
-                    finally:
-                        self._syncing = False
                 try:
                     cfg = self.current_config()
                 except ConfigError as exc:
@@ -496,7 +498,7 @@ class Dashboard:
             what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
             self._say(f"{what}. The history up to then is kept; change the step size and press Reset.", "error")
         history = snap["history"]
-        updates, modes = {}, {}
+        updates = {}
         for trace in self.fig.data:
             key = self._series_key(trace.name)
             if key is None or key not in history:
@@ -505,11 +507,9 @@ class Dashboard:
             last = series["step"][-1] if series["step"] else -1
             if self._pushed.get(trace.name) == (last, len(series["step"])):
                 continue
-            updates[trace.name] = _downsample(series["step"], series["value"])
+            x, y = _downsample(series["step"], series["value"])
             # markers while a trace is short: a run that diverged after a few steps stays visible
-            mode = "lines+markers" if len(updates[trace.name][0]) <= MARKERS_BELOW else "lines"
-            if trace.mode != mode:
-                modes[trace.name] = mode
+            updates[trace.name] = x, y, "lines+markers" if len(x) <= MARKERS_BELOW else "lines"
             self._pushed[trace.name] = (last, len(series["step"]))
         spectra = self._spectra(snap)
         if not updates and not spectra:
@@ -517,9 +517,9 @@ class Dashboard:
         with self.fig.changing(), self.fig.batch_update():
             for trace in self.fig.data:
                 if trace.name in updates:
-                    trace.x, trace.y = updates[trace.name]
-                    if trace.name in modes:
-                        trace.mode = modes[trace.name]
+                    trace.x, trace.y, mode = updates[trace.name]
+                    if trace.mode != mode:
+                        trace.mode = mode
                 elif trace.name in spectra:
                     trace.x, trace.y = spectra[trace.name]
 
