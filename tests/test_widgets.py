@@ -230,3 +230,36 @@ def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
     updates = [m["state"]["_py2js_update"] for m in Comm.sent
                if m.get("method") == "update" and m["state"].get("_py2js_update")]
     assert updates and updates[-1]["style_data"]["y"] == [[7.0]]
+
+
+def test_page_flow_holds_updates_the_page_has_not_taken():
+    from bpviz.widgets.app import PageFlow
+
+    flow = PageFlow(in_flight=2, timeout=0.5)
+    flow.sent(), flow.sent(), flow.sent()
+    assert flow.ready()  # no page has answered: nothing to wait for
+    flow.pong.value = flow.ping.value  # the page's link starts and copies ping
+    flow.sent()
+    assert flow.ready()  # one on its way
+    flow.sent()
+    assert not flow.ready()  # two on their way
+    flow.pong.value += 1
+    assert flow.ready()
+    flow.sent()
+    assert not flow.ready()
+    time.sleep(0.6)
+    assert flow.ready()  # an answer that never comes holds updates back only so long
+
+
+def test_a_page_that_lags_gets_no_new_figure_updates_but_the_status_goes_on(app):
+    a = app("dataset=xor&depth=2&width=4&steps=1000000")
+    a.flow.timeout = 60.0
+    a.flow.pong.value = a.flow.ping.value  # a page is there, and up to date
+    a.start_btn.click()
+    assert wait_for(lambda: a.flow.ping.value - a.flow.pong.value >= a.flow.in_flight)
+    held_at, points = a.flow.ping.value, len(trace(a, "train loss").y)
+    step = int(a.status.value.split("step ")[1].split()[0])
+    assert wait_for(lambda: int(a.status.value.split("step ")[1].split()[0]) > step + 100)
+    assert a.flow.ping.value == held_at and len(trace(a, "train loss").y) == points
+    a.flow.pong.value = a.flow.ping.value  # the page caught up
+    assert wait_for(lambda: a.flow.ping.value > held_at)

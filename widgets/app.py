@@ -2,8 +2,9 @@
 
 Data flows one way: the controls describe a ``RunConfig``; a ``TrainingSession`` trains it and keeps
 a bounded history; one UI thread (the publisher) reads the session's snapshot at most ``max_rate``
-times a second and redraws the figure inside ``batch_update``. Widget callbacks only queue commands
-for that thread, so no callback ever waits for training, and exactly one thread writes to the figure.
+times a second and redraws the figure inside ``batch_update``, no faster than the page takes the
+updates (``PageFlow``). Widget callbacks only queue commands for that thread, so no callback ever
+waits for training, and exactly one thread writes to the figure.
 One FigureWidget is created per app and reused for every run (each instance ships megabytes to the
 browser and is never freed).
 """
@@ -41,6 +42,7 @@ MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sen
 MAX_OVERLAYS = 6
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
+ACK_TIMEOUT = 3.0  # seconds a figure update waits for the page's acknowledgement of the last one
 
 
 def _downsample(steps: list, values: list, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +93,43 @@ class LockedFigureWidget(go.FigureWidget):
         return self._state_lock
 
 
+class PageFlow:
+    """Flow control for the figure: at most ``in_flight`` updates on their way to the page.
+
+    A browser that draws slower than updates arrive queues them, and every later message waits
+    behind the queue: the status line falls seconds behind, and so does the reply a control waits
+    for before it sends its next change, so a burst of slider presses reached the kernel only
+    after many seconds (seen on a busy 2-core machine). After each update the app bumps ``ping``;
+    a link in the page copies it to ``pong`` when the page has got that far, and that comes back.
+    Two in flight, not one: each answer takes ~0.25 s through a kernel that is training, and
+    waiting for every one halved the update rate (2 vs 4 a second, measured here). A kernel no page
+    answers (headless use, before the page connects) is not held back, and a lost answer holds an
+    update back at most ``timeout`` seconds."""
+
+    def __init__(self, in_flight: int = 2, timeout: float = ACK_TIMEOUT):
+        self.in_flight = in_flight
+        self.timeout = timeout
+        hidden = W.Layout(display="none")
+        self.ping = W.IntText(value=0, layout=hidden)
+        self.pong = W.IntText(value=-1, layout=hidden)  # the page's link sets it to ping when it starts
+        self.link = W.jsdlink((self.ping, "value"), (self.pong, "value"))
+        self._sent_at = 0.0
+
+    @property
+    def page_answers(self) -> bool:
+        return self.pong.value >= 0
+
+    def ready(self) -> bool:
+        """May the next figure update go out now?"""
+        return (not self.page_answers or self.ping.value - self.pong.value < self.in_flight
+                or time.monotonic() - self._sent_at > self.timeout)
+
+    def sent(self) -> None:
+        """Call right after sending a figure update (from the same thread, so the ping follows it)."""
+        self._sent_at = time.monotonic()
+        self.ping.value += 1
+
+
 def describe_difference(old: RunConfig, new: RunConfig) -> str:
     """A short label for a past run by what differs from the current settings ("BN on", "lr 0.3")."""
     parts = []
@@ -123,6 +162,7 @@ class Dashboard:
         self._pushed: dict[str, int] = {}
         self._overlays: list[dict] = []
         self._blocks: list[int] = []
+        self.flow = PageFlow()
         cfg, ignored = RunConfig.from_query(query)
         if "steps=" not in query:  # a live run should last long enough to play with
             cfg = cfg.replace(steps=20000)
@@ -497,6 +537,8 @@ class Dashboard:
             what = snap["message"]
             what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
             self._say(f"{what}. The history up to then is kept; change the step size and press Reset.", "error")
+        if not self.flow.ready():
+            return  # the page is still drawing the last update: this one would queue up behind it
         history = snap["history"]
         updates = {}
         for trace in self.fig.data:
@@ -522,6 +564,7 @@ class Dashboard:
                         trace.mode = mode
                 elif trace.name in spectra:
                     trace.x, trace.y = spectra[trace.name]
+        self.flow.sent()
 
     def _series_key(self, name: str) -> str | None:
         if " · " not in name:

@@ -210,10 +210,9 @@ def press_lr(page, *keys: str) -> float:
     """Press keys on the step-size slider's handle; returns the value its readout then shows."""
     page.locator(".bpviz-lr .noUi-handle").focus()
     for key in keys:  # to the focused handle (a locator's press would re-resolve it every time)
+        # a burst, milliseconds apart: the page sends the first change and holds the rest until the
+        # kernel has answered it, which once took minutes behind a queue of figure updates
         page.keyboard.press(key)
-        # a person's pace: six presses within milliseconds once left the kernel's slider value at
-        # the first one while the page showed the last (seen once in CI; not yet explained)
-        page.wait_for_timeout(150)
     return lr_readout(page)
 
 
