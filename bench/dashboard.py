@@ -14,6 +14,9 @@ Prints, for one server start and one page:
 - bytes per update after --steps steps: websocket frames received by the page (Playwright's
   ``framereceived``; sizes after permessage-deflate is undone, so an upper bound of the wire bytes)
   over --window seconds, divided by the updates the page saw in that time. Goal: <= 64 KB.
+- how responsive the page stays while the figure streams: three step-size key presses in a burst,
+  the time the presses took (the browser's main thread answering) and the time until the status
+  line shows the new step size (read inside the training worker, so it made the round trip).
 - peak RSS of the kernel that ran the app (VmHWM of Voila's ipykernel child). Goal: <= 700 MB.
 
 On a 2-core machine the browser, Voila and the kernel share the cores, so all of these move with
@@ -33,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
 
 from harness import (ARTIFACTS, NOTEBOOK, PLOT, ROOT, free_port, kernel_pids, launch_browser, open_app,  # noqa: E402
-                     rss_mb, start_voila, status_text, stop_voila, wait_points, wait_ready)
+                     press_lr, rss_mb, start_voila, status_lr, status_text, stop_voila, wait_points, wait_ready)
 
 COUNTERS_JS = """() => {
   const gd = document.querySelector('%s');
@@ -166,6 +169,12 @@ def main() -> None:
             late_updates = c3["afterplot"] - c2["afterplot"]
             late_changes = c3["changes"] - c2["changes"]
             late_rate = late_updates / ((c3["t"] - c2["t"]) / 1000)
+            t_keys = time.monotonic()
+            shown = press_lr(page, "ArrowRight", "ArrowRight", "ArrowRight")
+            t_pressed = time.monotonic()
+            while abs((status_lr(page) or 0) - shown) > 0.02 * shown and time.monotonic() - t_pressed < 120:
+                page.wait_for_timeout(50)
+            t_applied = time.monotonic()
             (ARTIFACTS / "bench-dashboard.png").write_bytes(page.screenshot())
             peaks = {pid: rss_mb(pid, "VmHWM") for pid in kernels}
             context.close()
@@ -194,6 +203,8 @@ def main() -> None:
     print(f"  page behind the worker                 {early_lag[0]} steps {early_lag[1]:.0f} s after the first point; "
           f"{lag_steps} steps = {lag_steps / max(rate, 1e-9):.1f} s at the end ({lag_at:.0f} s) "
           f"(the run's metrics.jsonl, flushed every second, vs the page's status line)")
+    print(f"  3 step-size key presses took           {t_pressed - t_keys:6.2f} s; the worker's lr shown "
+          f"{t_applied - t_pressed:.2f} s later")
     for pid, peak in peaks.items():
         print(f"  kernel pid {pid} peak RSS (VmHWM)        {peak:6.0f} MB   (goal <= 700 MB)")
 

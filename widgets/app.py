@@ -101,12 +101,13 @@ class PageFlow:
     for before it sends its next change, so a burst of slider presses reached the kernel only
     after many seconds (seen on a busy 2-core machine). After each update the app bumps ``ping``;
     a link in the page copies it to ``pong`` when the page has got that far, and that comes back.
-    Two in flight, not one: each answer takes ~0.25 s through a kernel that is training, and
-    waiting for every one halved the update rate (2 vs 4 a second, measured here). A kernel no page
+    Three in flight, not one: each answer takes ~0.25 s through a kernel that is training, and
+    waiting for every one halved the update rate (2 vs 4 a second, measured here); three queued
+    updates are a fraction of a second of the page's drawing. A kernel no page
     answers (headless use, before the page connects) is not held back, and a lost answer holds an
     update back at most ``timeout`` seconds."""
 
-    def __init__(self, in_flight: int = 2, timeout: float = ACK_TIMEOUT):
+    def __init__(self, in_flight: int = 3, timeout: float = ACK_TIMEOUT):
         self.in_flight = in_flight
         self.timeout = timeout
         hidden = W.Layout(display="none")
