@@ -258,8 +258,12 @@ def test_a_page_that_lags_gets_no_new_figure_updates_but_the_status_goes_on(app)
     a.start_btn.click()
     assert wait_for(lambda: a.flow.ping.value - a.flow.pong.value >= a.flow.in_flight)
     held_at, points = a.flow.ping.value, len(trace(a, "train loss").y)
-    step = int(a.status.value.split("step ")[1].split()[0])
-    assert wait_for(lambda: int(a.status.value.split("step ")[1].split()[0]) > step + 100)
+
+    def step_shown() -> int:
+        return int(a.status.value.split("step ")[1].split()[0])
+
+    step = step_shown()
+    assert wait_for(lambda: step_shown() > step + 100)
     assert a.flow.ping.value == held_at and len(trace(a, "train loss").y) == points
     a.flow.pong.value = a.flow.ping.value  # the page caught up
     assert wait_for(lambda: a.flow.ping.value > held_at)

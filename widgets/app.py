@@ -42,7 +42,7 @@ MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sen
 MAX_OVERLAYS = 6
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
-ACK_TIMEOUT = 3.0  # seconds a figure update waits for the page's acknowledgement of the last one
+ACK_TIMEOUT = 3.0  # seconds an unanswered figure update holds the next one back, at most
 
 
 def _downsample(steps: list, values: list, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +103,8 @@ class PageFlow:
     a link in the page copies it to ``pong`` when the page has got that far, and that comes back.
     Three in flight, not one: each answer takes ~0.25 s through a kernel that is training, and
     waiting for every one halved the update rate (2 vs 4 a second, measured here); three queued
-    updates are a fraction of a second of the page's drawing. A kernel no page
-    answers (headless use, before the page connects) is not held back, and a lost answer holds an
+    updates are a fraction of a second of the page's drawing. A kernel no page answers (headless
+    use, before the page connects: ``pong`` still -1) is not held back, and a lost answer holds an
     update back at most ``timeout`` seconds."""
 
     def __init__(self, in_flight: int = 3, timeout: float = ACK_TIMEOUT):
@@ -116,13 +116,9 @@ class PageFlow:
         self.link = W.jsdlink((self.ping, "value"), (self.pong, "value"))
         self._sent_at = 0.0
 
-    @property
-    def page_answers(self) -> bool:
-        return self.pong.value >= 0
-
     def ready(self) -> bool:
         """May the next figure update go out now?"""
-        return (not self.page_answers or self.ping.value - self.pong.value < self.in_flight
+        return (self.pong.value < 0 or self.ping.value - self.pong.value < self.in_flight
                 or time.monotonic() - self._sent_at > self.timeout)
 
     def sent(self) -> None:
@@ -539,7 +535,7 @@ class Dashboard:
             what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
             self._say(f"{what}. The history up to then is kept; change the step size and press Reset.", "error")
         if not self.flow.ready():
-            return  # the page is still drawing the last update: this one would queue up behind it
+            return  # the page has not taken the last updates yet: this one would queue up behind them
         history = snap["history"]
         updates = {}
         for trace in self.fig.data:

@@ -211,7 +211,7 @@ def press_lr(page, *keys: str) -> float:
     page.locator(".bpviz-lr .noUi-handle").focus()
     for key in keys:  # to the focused handle (a locator's press would re-resolve it every time)
         # a burst, milliseconds apart: the page sends the first change and holds the rest until the
-        # kernel has answered it, which once took minutes behind a queue of figure updates
+        # kernel has answered it, which took 20 s and more behind a queue of figure updates
         page.keyboard.press(key)
     return lr_readout(page)
 
