@@ -267,3 +267,59 @@ def test_a_page_that_lags_gets_no_new_figure_updates_but_the_status_goes_on(app)
     assert a.flow.ping.value == held_at and len(trace(a, "train loss").y) == points
     a.flow.pong.value = a.flow.ping.value  # the page caught up
     assert wait_for(lambda: a.flow.ping.value > held_at)
+
+
+def test_a_preheated_kernel_warms_up_then_builds_the_app_for_the_page_that_arrives(monkeypatch, tmp_path):
+    """In a preheated Voila kernel the URL query is known only after wait_for_request(): the app
+    must be built after it (and the warm-up before it), or every link would open with defaults."""
+    import voila.utils
+
+    import bpviz.widgets.app as app_module
+
+    calls = []
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    monkeypatch.delenv("QUERY_STRING", raising=False)
+    monkeypatch.setattr(app_module, "warm_up", lambda: calls.append("warm_up"))
+
+    def page_arrives():
+        calls.append("wait_for_request")
+        monkeypatch.setenv("QUERY_STRING", "depth=3&batch_norm=true")
+
+    monkeypatch.setattr(voila.utils, "wait_for_request", page_arrives)
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: calls.append("display"))
+    a = app_module.launch(runs_dir=tmp_path / "runs")
+    try:
+        assert calls == ["warm_up", "wait_for_request", "display"]
+        assert a.controls["depth"].value == 3 and a.session.cfg.batch_norm is True
+    finally:
+        a.close()
+    monkeypatch.setenv("VOILA_PREHEAT", "False")  # JupyterLab, or Voila without preheating
+    calls.clear()
+    b = app_module.launch(runs_dir=tmp_path / "runs")
+    b.close()
+    assert calls == ["display"]
+
+
+def test_warm_up_trains_and_leaves_no_widgets_and_no_files(monkeypatch, tmp_path):
+    """Every widget a kernel holds is sent to its page, so the warm-up must create none; and it
+    writes no run."""
+    from ipywidgets.widgets.widget import _instances
+
+    import bpviz.session
+    from bpviz.widgets.app import warm_up
+
+    sessions = []
+    real = bpviz.session.TrainingSession.start
+
+    def start(self):
+        sessions.append(self)
+        real(self)
+
+    monkeypatch.setattr(bpviz.session.TrainingSession, "start", start)
+    monkeypatch.chdir(tmp_path)
+    before = set(_instances)
+    warm_up()
+    assert set(_instances) == before
+    assert list(tmp_path.iterdir()) == []
+    (s,) = sessions
+    assert s.state.value == "finished" and s.step == 30 and s.report is not None
