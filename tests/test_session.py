@@ -79,6 +79,28 @@ def test_finishes_after_cfg_steps_with_a_final_event():
     assert "cond/input/0" in snap["history"] and snap["device"] == "cpu"
 
 
+def test_train_and_test_accuracy_are_recorded_at_each_evaluation():
+    """Checked against the model's own predictions on the same samples, BN in eval mode."""
+    import torch
+
+    cfg = RunConfig(dataset="spirals", n_train=300, n_test=100, depth=3, width=16, batch_norm=True, steps=120)
+    session = TrainingSession(cfg, eval_every=60, train_eval_samples=200)
+    session.start()
+    assert session.wait(30) and session.state is State.FINISHED
+    hist = session.snapshot()["history"]
+    assert hist["train_accuracy"]["step"] == hist["test_accuracy"]["step"] == [60, 120]
+    t = session.trainer
+    t.model.eval()
+    with torch.no_grad():
+        for split, x, y in (("train", t.x_train[:200], t.y_train[:200]), ("test", t.x_test, t.y_test)):
+            expected = (t.model(x).argmax(1) == y).double().mean().item()
+            assert hist[f"{split}_accuracy"]["value"][-1] == pytest.approx(expected, abs=1e-12)
+    # a regression task has no accuracy: nothing is recorded under that name
+    reg = TrainingSession(RunConfig(dataset="teacher", n_train=128, n_test=32, depth=2, width=8, steps=20), eval_every=10)
+    reg.start()
+    assert reg.wait(30) and "train_accuracy" not in reg.snapshot()["history"]
+
+
 def test_events_are_rate_limited_and_carry_points_and_reports():
     session = TrainingSession(RunConfig(**SMALL, steps=10**6), max_rate=10)
     seen = []
@@ -91,6 +113,31 @@ def test_events_are_rate_limited_and_carry_points_and_reports():
     assert any(e.get("points", {}).get("train_loss") for e in running)
     assert any("report" in e for e in seen)
     assert max(e["steps_per_s"] for e in running) > 0
+
+
+def test_the_shown_rate_is_steady_when_some_steps_are_slow(monkeypatch):
+    """Every 100th step stalls 0.4 s (as a local-Hessian report of a deep net does): one publish period would read
+    anywhere from ~0 to many times the true rate; the shown rate is the rate over the last seconds."""
+    from bpviz.train import Trainer
+
+    real_step = Trainer.step
+
+    def step(self):
+        time.sleep(0.4 if self.step_count % 100 == 99 else 0.001)
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    session = TrainingSession(RunConfig(**SMALL, steps=10**6, hessian_every=10**5), max_rate=10)
+    events = []
+    session.subscribe(lambda e: events.append((time.monotonic(), e["step"], e["steps_per_s"])))
+    session.start()
+    time.sleep(5.0)
+    session.stop()
+    late = [e for e in events if e[0] > events[0][0] + 2.5 and e[1] > 0]
+    (t0, s0, _), (t1, s1, _) = late[0], late[-1]
+    true_rate = (s1 - s0) / (t1 - t0)
+    shown = [r for _, _, r in late]
+    assert len(shown) >= 5 and 0.6 * true_rate < min(shown) <= max(shown) < 1.4 * true_rate, (true_rate, shown)
 
 
 def test_a_subscriber_that_never_returns_does_not_hold_training_up():

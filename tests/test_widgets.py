@@ -61,6 +61,11 @@ def test_start_trains_on_a_worker_and_the_figure_fills(app):
     assert wait_for(lambda: a.session.state.value == "running")
     a.stop_btn.click()
     assert wait_for(lambda: a.session.state.value == "finished")
+    # both accuracies are drawn, each from its own series in the session's history
+    hist = a.session.snapshot()["history"]
+    assert wait_for(lambda: len(trace(a, "train accuracy").y) == len(hist["train_accuracy"]["value"]) > 0)
+    for split in ("train", "test"):
+        assert list(trace(a, f"{split} accuracy").y) == pytest.approx(hist[f"{split}_accuracy"]["value"], abs=1e-6)
 
 
 def test_step_size_changes_take_effect_while_running(app):
@@ -146,6 +151,18 @@ def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
     a.option_widgets["momentum"].value = 1.5  # out of range: refused, the message names the option
     assert wait_for(lambda: "momentum" in a.message.value and "allowed" in a.message.value)
     assert a.session.cfg.optimizer_options == {"momentum": 0.9}
+
+
+def test_the_sa_sgd_panel_says_when_it_fills(app):
+    def hint_visible(a):
+        return next(x for x in a.fig.layout.annotations if x.name == "sa-sgd-hint").visible
+
+    a = app("dataset=xor&depth=2&width=8")
+    assert hint_visible(a) is True
+    a.controls["optimizer"].value = "sa_sgd"
+    assert wait_for(lambda: a.session.cfg.optimizer == "sa_sgd" and hint_visible(a) is False)
+    a.start_btn.click()
+    assert wait_for(lambda: len(trace(a, "scale · block 1").y) > 0)  # the scales it announced
 
 
 def test_preset_with_options_shows_them(app):

@@ -243,12 +243,14 @@ class Dashboard:
         self.overlay_list.observe(lambda change: self._commands.put(("overlay-visibility", None)), names="value")
         self.remove_overlay_btn = button("Remove", "remove-runs")
         self.clear_overlays_btn = button("Clear all", "clear-runs")
-        self.saved_runs = tag(W.Dropdown(options=[], description="saved run", style=style), "saved-runs")
+        self.saved_runs = tag(W.Dropdown(options=[], description="saved run", style=style,
+                                         layout=W.Layout(width="250px")), "saved-runs")
         self.load_run_btn = button("Show", "load-run")
+        self.load_run_btn.layout.width = "70px"
         self.status = tag(W.HTML(), "status")
         self.message = tag(W.HTML(), "message")
         self.panel = W.VBox([
-            W.HTML("<b>bpviz</b> — why back-propagation trains some networks well and others badly"),
+            W.HTML("<b>Network and training</b> (a change of network starts a new run)"),
             self.preset, *self._panel_controls(),
             W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]), self.heartbeat,
             W.HTML("<b>Compare</b> (selected earlier runs are shown)"), self.overlay_list,
@@ -314,17 +316,26 @@ class Dashboard:
 
     # --- figure ----------------------------------------------------------------------------
     def _build_figure(self) -> None:
-        titles = ("loss", "test accuracy", "condition number κ of local Hessians", "input-Hessian spectrum now",
+        titles = ("loss", "accuracy", "condition number κ of local Hessians", "input-Hessian spectrum now",
                   "gradient norm per block", "SA-SGD scale per block")
-        fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.09, horizontal_spacing=0.1)
+        fig = make_subplots(rows=3, cols=2, subplot_titles=titles, vertical_spacing=0.09, horizontal_spacing=0.13)
         fig.update_layout(height=820, margin=dict(l=50, r=10, t=40, b=40), uirevision="keep",
                           legend=dict(font=dict(size=10)), hovermode="closest")
         axes = {(1, 1): ("step", "loss (log)", "log"), (1, 2): ("step", "accuracy", "linear"),
-                (2, 1): ("step", "κ = λmax/λmin>0 (log)", "log"), (2, 2): ("log10 eigenvalue (0 = ideal, λ = 1)", "eigenvalues", "linear"),
+                (2, 1): ("step", "κ = λmax/λmin>0 (log)", "log"), (2, 2): ("log10 eigenvalue (0 = ideal, λ = 1)", "number of eigenvalues", "linear"),
                 (3, 1): ("step", "‖∂loss/∂W‖ (log)", "log"), (3, 2): ("step", "scale (log)", "log")}
         for (r, c), (xt, yt, ytype) in axes.items():
             fig.update_xaxes(title_text=xt, row=r, col=c)
             fig.update_yaxes(title_text=yt, type=ytype, row=r, col=c)
+        # accuracy autoranges (0.95-0.98 stays readable) but never past [0, 1], nor to -1..4 while empty
+        fig.update_yaxes(autorangeoptions=dict(clipmin=0, clipmax=1.02), row=1, col=2)
+        # the legend lists the input-Hessian traces; this says what the dotted ones are
+        fig.add_annotation(text="── input   ····· weight", xref="x3 domain", yref="y3 domain", x=0.01, y=0.99,
+                           xanchor="left", yanchor="top", showarrow=False, font=dict(size=10, color="#444"),
+                           bgcolor="rgba(255,255,255,0.7)")
+        fig.add_annotation(text="SA-SGD's scales show<br>when the optimizer is sa_sgd", name="sa-sgd-hint",
+                           xref="x6 domain", yref="y6 domain", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=11, color="#777"))
         self.fig = LockedFigureWidget(fig)
         self.fig.add_class("bpviz-figure")
 
@@ -332,8 +343,9 @@ class Dashboard:
         """One set of traces for the current run (per shown block) plus the overlays."""
         self._blocks = shown_blocks(depth)
         empty = np.zeros(0, np.float32)
-        traces = [("train loss", 1, 1, dict(color="#1f77b4")), ("test loss", 1, 1, dict(color="#ff7f0e")),
-                  ("test accuracy", 1, 2, dict(color="#2ca02c"))]
+        train, test = dict(color="#1f77b4"), dict(color="#ff7f0e")  # the same colours in both panels
+        traces = [("train loss", 1, 1, train), ("test loss", 1, 1, test),
+                  ("train accuracy", 1, 2, train), ("test accuracy", 1, 2, test)]
         palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
         for i, b in enumerate(self._blocks):
             colour = palette[i % len(palette)]
@@ -352,7 +364,7 @@ class Dashboard:
                 for name, r, c, line in traces:
                     self.fig.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
                                                   marker=dict(size=5), legendgroup=name.split(" · ")[-1],
-                                                  showlegend=name in ("train loss", "test loss", "test accuracy") or name.startswith("κ input"),
+                                                  showlegend=" · " not in name or name.startswith("κ input"),
                                                   hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>current run</extra>"),
                                        row=r, col=c)
                 for name, r, c, ov, key in overlay_traces:
@@ -364,6 +376,8 @@ class Dashboard:
             # the traces are also the state a page that connects later starts from: a FigureWidget
             # inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
             # only later deltas would reach such a page, which would start from an empty plot
+            hint = next(a for a in self.fig.layout.annotations if a.name == "sa-sgd-hint")
+            hint.visible = self.session is None or self.session.cfg.optimizer != "sa_sgd"
             self.fig._widget_data = deepcopy(self.fig._data)
             self.fig._widget_layout = deepcopy(self.fig._layout_obj._props)
         self._pushed = {}
@@ -565,7 +579,8 @@ class Dashboard:
 
     def _series_key(self, name: str) -> str | None:
         if " · " not in name:
-            return {"train loss": "train_loss", "test loss": "test_loss", "test accuracy": "test_accuracy"}.get(name)
+            return {"train loss": "train_loss", "test loss": "test_loss", "train accuracy": "train_accuracy",
+                    "test accuracy": "test_accuracy"}.get(name)
         what, _, block = name.rpartition(" · block ")
         if not block.isdigit():
             return None
