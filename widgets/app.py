@@ -244,9 +244,8 @@ class Dashboard:
         self.remove_overlay_btn = button("Remove", "remove-runs")
         self.clear_overlays_btn = button("Clear all", "clear-runs")
         self.saved_runs = tag(W.Dropdown(options=[], description="saved run", style=style,
-                                         layout=W.Layout(width="250px")), "saved-runs")
+                                         layout=W.Layout(width="240px")), "saved-runs")
         self.load_run_btn = button("Show", "load-run")
-        self.load_run_btn.layout.width = "70px"
         self.status = tag(W.HTML(), "status")
         self.message = tag(W.HTML(), "message")
         self.panel = W.VBox([
@@ -373,11 +372,11 @@ class Dashboard:
                                                   visible=True if ov["label"] in self.overlay_list.value else "legendonly",
                                                   hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(ov['label'])}</extra>"),
                                        row=r, col=c)
+            hint = next(a for a in self.fig.layout.annotations if a.name == "sa-sgd-hint")
+            hint.visible = self.session is None or self.session.cfg.optimizer != "sa_sgd"
             # the traces are also the state a page that connects later starts from: a FigureWidget
             # inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
             # only later deltas would reach such a page, which would start from an empty plot
-            hint = next(a for a in self.fig.layout.annotations if a.name == "sa-sgd-hint")
-            hint.visible = self.session is None or self.session.cfg.optimizer != "sa_sgd"
             self.fig._widget_data = deepcopy(self.fig._data)
             self.fig._widget_layout = deepcopy(self.fig._layout_obj._props)
         self._pushed = {}
@@ -578,9 +577,8 @@ class Dashboard:
         self.flow.sent()
 
     def _series_key(self, name: str) -> str | None:
-        if " · " not in name:
-            return {"train loss": "train_loss", "test loss": "test_loss", "train accuracy": "train_accuracy",
-                    "test accuracy": "test_accuracy"}.get(name)
+        if " · " not in name:  # "train loss", "test accuracy", ...
+            return name.replace(" ", "_")
         what, _, block = name.rpartition(" · block ")
         if not block.isdigit():
             return None
