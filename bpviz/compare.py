@@ -2,9 +2,10 @@
 
 (a) ``step_size_sweep``: SGD vs ProxBP vs SIBP over a sweep of step sizes: final train loss, test
 accuracy and the largest step size each stays stable at. "Step size" is each algorithm's own
-``lr``: SGD's learning rate, ProxBP's proximal step tau_theta, SIBP's neuron step eta (with lambda=1);
-all three reduce to SGD with that learning rate for small steps (ProxBP exactly; SIBP on the summed
-loss as the authors define it). A run is *stable* when it finishes without NaN/Inf and ends with a
+``lr``: SGD's learning rate, ProxBP's proximal step tau_theta, SIBP's neuron step eta (lambda=1 and
+the authors' solver, as in their code). ProxBP tends to SGD with that learning rate as tau_theta -> 0;
+SIBP does not tend to SGD as eta -> 0 at lambda = 1 (only as lambda -> infinity, with step eta/lambda
+on the summed loss), so its eta is not comparable one-to-one with SGD's lr. A run is *stable* when it finishes without NaN/Inf and ends with a
 lower train loss than it started with and (classification) a train accuracy of at least twice chance.
 (b) ``sa_sgd_comparison``: SA-SGD vs SGD on BN networks (MLP and CNN) with the same data, steps and
 learning rates.

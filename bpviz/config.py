@@ -52,6 +52,9 @@ class RunConfig:
     activation: Activation = "tanh"
     init: Init = "xavier"
     init_std: float = field(default=0.1, **_bounds(0.0, open_lo=True))
+    #: "gaussian" draws every bias from N(0, init_std²): with init "gaussian" and init_std 0.05 that is
+    #: the SIBP authors' initialisation (``main.m``); "zeros" is the usual one.
+    bias_init: Literal["zeros", "gaussian"] = "zeros"
     batch_norm: bool = False
     skip: bool = False
     # optimisation

@@ -214,12 +214,20 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) ->
     model.to(torch_dtype(cfg.dtype))
     for block in model.blocks:
         init_weight(block.weight, cfg, generator)
-        nn.init.zeros_(block.affine.bias)
+        init_bias(block.affine.bias, cfg, generator)
         if block.projection is not None:
             init_weight(block.projection.weight, cfg, generator)
     init_weight(model.head.linear.weight, cfg, generator)
-    nn.init.zeros_(model.head.linear.bias)
+    init_bias(model.head.linear.bias, cfg, generator)
     return model
+
+
+def init_bias(bias: torch.Tensor, cfg: RunConfig, generator: torch.Generator) -> None:
+    with torch.no_grad():
+        if cfg.bias_init == "gaussian":
+            bias.normal_(0.0, cfg.init_std, generator=generator)
+        else:
+            bias.zero_()
 
 
 def network_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ def reference_proxbp_update(model, x, y, tau_theta, tau):
     (ProxBP, 1.0, {"tau": 10.0, "solver": "cg"}),
     (ProxBP, 0.05, {"tau": 10.0, "momentum": 0.9, "nesterov": True}),
     (SIBP, 0.1, {}),
-    (SIBP, 0.1, {"inner_iters": 1, "cg_iters": 2, "lam": 0.5}),
+    (SIBP, 0.1, {"solver": "gauss_newton", "inner_iters": 1, "cg_iters": 2, "lam": 0.5}),
 ])
 def test_lowers_the_training_loss(cls, lr, opts):
     ds = make_circles(256, 16, 0.1, 0)
@@ -153,7 +153,7 @@ def test_sibp_tends_to_sgd_for_large_lambda(act, regression):
     before = snapshot(model)
     opt.step()
     sgd = changes(reference, before)
-    SIBP(model, eta, lam=lam, inner_iters=2, cg_iters=3).step(x, y)
+    SIBP(model, eta, lam=lam, solver="gauss_newton", inner_iters=2, cg_iters=3).step(x, y)
     for d, s in zip(changes(model, before), sgd):
         assert ((d - s).norm() / s.norm()).item() < 1e-4
     assert max(s.norm().item() for s in sgd) > 1e-8
@@ -210,7 +210,7 @@ def test_sibp_step_matches_an_independent_reference_with_exact_prox_solves(act):
     eta, lam = 0.3, 1.0
     expected = reference_sibp_step(model, x, y, eta, lam)
     before = snapshot(model)
-    SIBP(model, eta, lam=lam, inner_iters=25, cg_iters=5).step(x, y)  # d + 1 <= 5: CG is exact
+    SIBP(model, eta, lam=lam, solver="gauss_newton", inner_iters=25, cg_iters=5).step(x, y)  # d + 1 <= 5: CG is exact
     for got, want in zip(model.parameters(), expected):
         assert (got - want).abs().max().item() < 1e-8
     assert max(d.abs().max().item() for d in changes(model, before)) > 1e-3
@@ -222,8 +222,8 @@ def test_sibp_linear_activation_one_gauss_newton_step_solves_the_prox_exactly():
     model, x, y = net(n=10, d_in=3, width=4, depth=2, activation="linear")
     eta, lam = 0.3, 0.5
     m2 = copy.deepcopy(model)
-    SIBP(model, eta, lam=lam, inner_iters=1, cg_iters=5).step(x, y)
-    SIBP(m2, eta, lam=lam, inner_iters=3, cg_iters=5).step(x, y)
+    SIBP(model, eta, lam=lam, solver="gauss_newton", inner_iters=1, cg_iters=5).step(x, y)
+    SIBP(m2, eta, lam=lam, solver="gauss_newton", inner_iters=3, cg_iters=5).step(x, y)
     for p, q in zip(model.parameters(), m2.parameters()):
         assert (p - q).abs().max().item() < 1e-10
     # independent reference of the head and the last block's update
@@ -284,14 +284,14 @@ def test_sibp_fixed_point_is_a_stationary_point(activation):
     assert network_loss(model(x), y).item() > 1e-3  # a nonzero residual: the deltas are not zero
     moving = copy.deepcopy(model)
     before = snapshot(model)
-    algo = SIBP(model, 0.5, lam=0.1, inner_iters=4, cg_iters=8)
+    algo = SIBP(model, 0.5, lam=0.1, solver="gauss_newton", inner_iters=4, cg_iters=8)
     for _ in range(3):
         result = algo.step(x, y)
     assert max(d.abs().max().item() for d in changes(model, before)) < 1e-8
     assert result.scalars["gn_step"].item() < 1  # inner iterations ran
     # a non-stationary point does move (the same step, targets nudged)
     before = snapshot(moving)
-    SIBP(moving, 0.5, lam=0.1, inner_iters=4, cg_iters=8).step(x, y + 0.05)
+    SIBP(moving, 0.5, lam=0.1, solver="gauss_newton", inner_iters=4, cg_iters=8).step(x, y + 0.05)
     assert max(d.abs().max().item() for d in changes(moving, before)) > 1e-3
 
 
@@ -329,7 +329,7 @@ def test_constructor_refuses_a_cnn():
 # --- 7. options -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls,options,match", [
     (ProxBP, {"lam": 1.0}, "allowed: tau, solver, cg_iters, momentum, nesterov"),
-    (SIBP, {"tau": 1.0}, "allowed: lam, inner_iters, cg_iters"),
+    (SIBP, {"tau": 1.0}, "allowed: solver, lam, fr_iters, armijo_rho, armijo_sigma, inner_iters, cg_iters"),
     (ProxBP, {"solver": "lu"}, "one of 'exact', 'cg'"),
     (ProxBP, {"tau": 0.0}, r"tau .*allowed: a finite number > 0"),
     (ProxBP, {"momentum": 1.0}, r"allowed: a finite number >= 0.0 and < 1.0"),
@@ -361,7 +361,7 @@ def test_bad_lr_is_refused():
     (ProxBP, 1e6, {"tau": 1e6}),
     (ProxBP, 1e6, {"tau": 1e6, "solver": "cg"}),
     (SIBP, 1e6, {"lam": 1e-6}),
-    (SIBP, 1e6, {"lam": 1e-6, "inner_iters": 3, "cg_iters": 6}),
+    (SIBP, 1e6, {"solver": "gauss_newton", "lam": 1e-6, "inner_iters": 3, "cg_iters": 6}),
 ])
 def test_huge_step_sizes_return_and_report(cls, lr, opts, dtype):
     """A fixed amount of work per step (no convergence loops), so it cannot hang. Finding: neither is

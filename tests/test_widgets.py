@@ -140,7 +140,7 @@ def test_labels_say_what_differs():
 
 def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
     a = app(RunConfig(optimizer="sibp", optimizer_options={"lam": 2.0}).to_query())
-    assert set(a.option_widgets) == {"lam", "inner_iters", "cg_iters"}
+    assert set(a.option_widgets) == {"solver", "lam", "fr_iters", "armijo_rho", "armijo_sigma", "inner_iters", "cg_iters"}
     assert a.option_widgets["lam"].value == 2.0 and a.session.cfg.optimizer_options == {"lam": 2.0}
     a.controls["optimizer"].value = "sgd"
     assert wait_for(lambda: a.session.cfg.optimizer == "sgd" and "momentum" in a.option_widgets)
