@@ -142,6 +142,8 @@ def test_04_step_size_sweep():
     r = results("04")
     steps = {a: r[f"largest_stable_step_{a}"] for a in ("sgd", "proxbp", "sibp")}
     assert all(math.isfinite(v) for v in steps.values()), steps  # every algorithm is stable somewhere
-    assert steps["proxbp"] >= steps["sgd"]
-    assert steps["sibp"] >= steps["sgd"]
+    # Measured (digits, 200 steps, seed 0; the notebook's grid 0.1..100): SGD 1, ProxBP 30, SIBP 30 with
+    # the authors' solver (with bpviz's former Gauss-Newton solver SIBP's was 3).
+    assert steps["proxbp"] >= 10 * steps["sgd"]
+    assert steps["sibp"] >= 10 * steps["sgd"]  # the paper's point: implicit steps tolerate far larger steps
     assert "PAPER_SCALE is False" in executed("04")[1]
