@@ -167,16 +167,22 @@ def test_report_gives_the_exact_bn_input_condition_number_at_the_dashboards_defa
 def test_exact_refuses_a_too_large_bn_input_hessian_and_the_report_falls_back_to_lanczos():
     cfg = RunConfig(depth=2, width=48, batch_norm=True)
     model = build_model(cfg, (48,), 2)
-    x = torch.randn(64, 48)
+    x = torch.randn(64, 48, generator=torch.Generator().manual_seed(0))  # not the global RNG: its state depends on test order
     with pytest.raises(ExactTooLarge, match="method='lanczos'"):
         local_hessian_spectrum(model, x, 1, "input")
     report = local_hessian_report(model, x)
     stats = report.get(1, "input")
     assert stats.method == "lanczos" and stats.estimated
-    top = local_hessian_spectrum(model, x[: report.n_samples], 1, "input", "lanczos", k=1)
-    assert stats.lambda_max == pytest.approx(top.item(), rel=1e-2)  # the report runs Lanczos on a fixed budget
     assert sum(stats.hist_counts) == pytest.approx(stats.rank, rel=1e-6)
     assert report.get(1, "weight").method == "exact"
+    # What the estimate is worth, against the exact spectrum of the same 32 samples (32 x 48 fits the
+    # exact solver's own limit). Measured for seeds 0-5: λ_max 0.3-2.5 % low (a Ritz value never exceeds
+    # λ_max), κ 400-2000x too small (the smallest Ritz value sits far above λ_min): a lower bound on κ at
+    # best, which is why the report must stay exact wherever it can (issue 11, part 2: not done beyond).
+    exact = local_hessian_spectrum(model, x[: report.n_samples], 1, "input").detach()
+    nonzero = exact[exact > 1e-9 * exact.max()]
+    assert 0.95 * exact.max().item() <= stats.lambda_max <= exact.max().item() * (1 + 1e-9)
+    assert stats.condition_number < (nonzero.max() / nonzero.min()).item()
 
 
 @pytest.mark.parametrize(
