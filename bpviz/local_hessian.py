@@ -15,10 +15,10 @@ eta -> 0 limit of the exact Hessian of 1/2 ||F_b - Z~_b||^2 (research/seeds.md �
   past ``EXACT_DENSE_MAX`` this raises :class:`ExactTooLarge`, which suggests ``method="lanczos"``.
 
 Each small Gram matrix is diagonalised from its smaller side (``J J^T`` or ``J^T J``), in float64,
-and the missing eigenvalues are exact zeros. ``method="lanczos"`` runs a block Krylov (block Lanczos
-with full reorthogonalisation) iteration on Jacobian-vector products, never forming J; the block size
-k makes repeated top eigenvalues (e.g. ``I_m (x) Z^T Z`` of a linear block) come out with their
-multiplicity.
+and the missing eigenvalues are exact zeros. ``method="lanczos"`` finds the k largest eigenvalues
+from Jacobian-vector products, never forming J (ARPACK, with residuals; see :mod:`bpviz.krylov`).
+The report falls back, where an exact spectrum would be too slow to refresh live, to certified
+bounds and an estimated density, and marks them so (``SpectrumStats.method``).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .krylov import NotConverged, TopEigen, block_krylov, top_eigenpairs
 from .models import ACTIVATIONS, Block, BlockNet
 
 WRT = ("weight", "input")
@@ -44,7 +45,7 @@ EXACT_DENSE_MAX = 2048
 #: exact there: on a 4-block BN tanh MLP of width 32 the report took 0.49 s exact vs 1.71 s with the
 #: Lanczos fallback (which had given κ ≈ 3e2 where the exact value is 2e6–6e8).
 REPORT_DENSE_MAX = 1024
-#: Krylov dimension of the report's Lanczos fallback (an estimate for plotting, on a fixed budget).
+#: Krylov dimension of the report's fallback (bounds and a density estimate, on a fixed budget).
 REPORT_KRYLOV_DIM = 48
 #: largest per-sample input size for the conv input Hessian without BN (one eigenproblem a sample).
 EXACT_PER_SAMPLE_MAX = 1024
@@ -228,66 +229,20 @@ def _gauss_newton_matvec(block: Block, z: torch.Tensor, wrt: str) -> tuple[Calla
     return matvec, primal
 
 
-def _orthonormalize(X: torch.Tensor, Q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Columns of X made orthonormal to Q and to each other (block CGS2 + QR); a column that is
-    (numerically) in the span already is replaced by a random one, so the space keeps growing."""
-    for _ in range(3):
-        norms = X.norm(dim=0)
-        for _ in range(2):
-            X = X - Q @ (Q.T @ X)
-        q, r = torch.linalg.qr(X)
-        lost = r.diagonal().abs() <= 1e-10 * norms.clamp_min(torch.finfo(X.dtype).tiny)
-        if not lost.any():
-            return q
-        X = torch.where(lost, torch.randn(X.shape, generator=generator, dtype=X.dtype), X)
-    return q
+def _top_eigen(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> TopEigen:
+    matvec, primal = _gauss_newton_matvec(block, z, wrt)
+    shape = tuple(primal.shape)
+
+    def flat_matvec(V: torch.Tensor) -> torch.Tensor:
+        return matvec(V.reshape(V.shape[0], *shape)).reshape(V.shape[0], -1)
+
+    return top_eigenpairs(flat_matvec, primal.numel(), primal, k, **options)
 
 
-def block_lanczos(
-    matvec: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...], like: torch.Tensor,
-    k: int, tol: float = 1e-5, max_dim: int | None = None, seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rayleigh-Ritz on a growing block Krylov space (block size k): Ritz values (ascending) and
-    their SLQ weights (summing to 1).
-
-    Grows the space one block at a time until each of the k largest Ritz pairs has a residual
-    ``|A y - theta y| <= tol * theta_max`` (so an eigenvalue lies that close to it), or the space
-    reaches ``max_dim``. The weights are the squared first-block components of the Ritz vectors
-    averaged over the random start vectors: the stochastic Lanczos quadrature estimate of the
-    spectral density, which the report turns into a histogram.
-    """
-    n = math.prod(shape)
-    p = min(k, n)
-    max_dim = min(n, max_dim or max(20 * p, 200))
-    generator = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, p, generator=generator, dtype=torch.float64)
-    Q_buf, AQ_buf = X.new_empty(n, max_dim), X.new_empty(n, max_dim)  # preallocated: no regrowth
-    T = X.new_zeros(max_dim, max_dim)
-    d = 0
-    while d < max_dim:
-        X = _orthonormalize(X[:, : max_dim - d], Q_buf[:, :d], generator)
-        Y = matvec(X.T.reshape(X.shape[1], *shape).to(like)).reshape(X.shape[1], n).T.double()
-        if not torch.isfinite(Y).all():
-            return torch.full((p,), float("nan"), dtype=torch.float64), torch.full((p,), 1.0 / p, dtype=torch.float64)
-        new = slice(d, d + X.shape[1])
-        Q_buf[:, new], AQ_buf[:, new] = X, Y
-        d = new.stop
-        Q, AQ = Q_buf[:, :d], AQ_buf[:, :d]
-        C = Q.T @ Y  # the new columns of T = Q^T A Q
-        T[:d, new], T[new, :d] = C, C.T
-        theta, U = torch.linalg.eigh(T[:d, :d])
-        top = U[:, -p:]
-        residual = (AQ @ top - Q @ (top * theta[-p:])).norm(dim=0)
-        if (residual <= tol * theta[-1].abs()).all():
-            break
-        X = Y
-    return theta.clamp_min(0.0), U[:p].pow(2).mean(0)
-
-
-def _lanczos(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def _krylov(block: Block, z: torch.Tensor, wrt: str, k: int, dim: int, in_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
     matvec, primal = _gauss_newton_matvec(block, z, wrt)
     with torch.no_grad():
-        return block_lanczos(matvec, tuple(primal.shape), primal, k, **options)
+        return block_krylov(matvec, tuple(primal.shape), primal, k, dim, in_range)
 
 
 # --- public API -----------------------------------------------------------------------------------
@@ -313,22 +268,32 @@ def local_hessian_spectrum(
     """Eigenvalues (ascending, float64) of block ``block``'s local Hessian on the batch ``x``.
 
     ``exact``: the whole spectrum (weight numel, or batch size x block-input size values), or its k
-    largest when ``k`` is given. ``lanczos``: the k largest (default 5) from Jacobian-vector products.
+    largest when ``k`` is given. ``lanczos``: the k largest (default 5) from Jacobian-vector products,
+    converged to 1e-10 x lambda_max or :class:`NotConverged` (see :func:`local_hessian_top_eigen`).
     A model with NaN weights gives NaN eigenvalues.
     """
     blk = _check_args(model, x, block, wrt, method, k)
     z = _block_input(model, x, block)
-    if method == "lanczos":
-        kk = k or 5
-        theta, _ = _lanczos(blk, z, wrt, kk)
-        return theta[-kk:]
     size = blk.weight.numel() if wrt == "weight" else z.numel()
-    if not all(torch.isfinite(p).all() for p in blk.parameters()) or not torch.isfinite(z).all():
+    finite = all(torch.isfinite(p).all() for p in blk.parameters()) and torch.isfinite(z).all()
+    if method == "lanczos":
+        if not finite:
+            return torch.full((k or 5,), float("nan"), dtype=torch.float64)
+        return torch.from_numpy(_top_eigen(blk, z, wrt, k or 5).check().copy())
+    if not finite:
         eigs = torch.full((size,), float("nan"), dtype=torch.float64)
     else:
         eigs = _exact_weight(blk, z) if wrt == "weight" else _exact_input(blk, z)
         eigs = torch.sort(eigs).values
     return eigs if k is None else eigs[-k:]
+
+
+def local_hessian_top_eigen(model: BlockNet, x: torch.Tensor, block: int, wrt: str = "weight", k: int = 5,
+                            tol: float = 1e-10, maxiter: int | None = None) -> TopEigen:
+    """The k largest eigenvalues from Jacobian-vector products (ARPACK, checked for missed repeated
+    eigenvalues), each with its residual norm and whether it converged to ``tol`` x lambda_max."""
+    blk = _check_args(model, x, block, wrt, "lanczos", k)
+    return _top_eigen(blk, _block_input(model, x, block), wrt, k, tol=tol, maxiter=maxiter)
 
 
 @dataclass
@@ -337,7 +302,10 @@ class SpectrumStats:
 
     block: int
     wrt: str
-    method: str  # "exact" or "lanczos" (then the min, trace and histogram are estimates)
+    #: "exact", or "lanczos" for a spectrum too large to solve live: then lambda_max is a lower bound,
+    #: lambda_min_nonzero an upper bound and condition_number a lower bound (kappa >= it), certified;
+    #: trace, rank and histogram are stochastic-Lanczos-quadrature estimates.
+    method: str
     size: int  # number of eigenvalues of the full matrix
     lambda_max: float
     lambda_min_nonzero: float
@@ -348,6 +316,7 @@ class SpectrumStats:
 
     @property
     def estimated(self) -> bool:
+        """True when the numbers are bounds and estimates, not the exact spectrum's."""
         return self.method != "exact"
 
 
@@ -376,6 +345,20 @@ def _stats(block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weigh
     )
 
 
+def _bounded_stats(b: int, wrt: str, blk: Block, z: torch.Tensor, k: int, size: int, dim: int,
+                   dtype: torch.dtype) -> SpectrumStats:
+    """The report's fallback: the density, trace and rank from SLQ (random start), and lambda_max,
+    lambda_min and kappa from a Krylov space inside the range (certified bounds, see bpviz.krylov)."""
+    theta, w = _krylov(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=False)
+    stats = _stats(b, wrt, "lanczos", size, theta.cpu().numpy(), w.cpu().numpy(), dim, dtype)
+    ritz = _krylov(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=True)[0].cpu().numpy()
+    if not np.isfinite(ritz).all() or ritz.max(initial=0.0) <= 0:
+        return stats
+    lmax = float(ritz.max())
+    lmin = float(ritz[ritz > _zero_tol(lmax, dim, dtype)].min())
+    return replace(stats, lambda_max=lmax, lambda_min_nonzero=lmin, condition_number=lmax / lmin)
+
+
 @dataclass
 class LocalHessianReport:
     """Spectral summary of every block's weight and input local Hessian on one batch."""
@@ -400,13 +383,29 @@ class LocalHessianReport:
         return {**asdict(self), "subsampled": self.subsampled}
 
 
+def probe_size(model: BlockNet, x: torch.Tensor, batch_size: int, smallest: int = 32, largest: int = 64) -> int:
+    """How many samples the live report should use: the training batch size, so that BN's statistics
+    are those of a training batch, capped at ``largest`` for speed; fewer where a BN block's exact
+    input spectrum would pass ``REPORT_DENSE_MAX``, but not fewer than ``smallest`` (BN statistics
+    over a handful of samples would misrepresent training; that block's numbers are then bounds)."""
+    n = min(batch_size, largest, x.shape[0])
+    with torch.no_grad():
+        zs = model.block_inputs(x[:1].to(device=model.head.linear.weight.device, dtype=model.head.linear.weight.dtype))
+    for blk, z in zip(model.blocks, zs):
+        if blk.bn is not None:
+            per_sample = z[0].numel()
+            side = min(per_sample, blk.weight.shape[0] * (per_sample // z.shape[1]))
+            n = min(n, max(REPORT_DENSE_MAX // side, min(smallest, batch_size)))
+    return max(1, n)
+
+
 def local_hessian_report(model: BlockNet, x: torch.Tensor, max_samples: int | None = 32, k: int = 8) -> LocalHessianReport:
     """For every block and both ``wrt``: lambda_max, smallest nonzero lambda, condition number, trace
     and a histogram of log10 eigenvalues.
 
     The batch is cut to its first ``max_samples`` samples (the report says so) to keep the cost
-    fit for live refresh. Exact spectra are used where they fit; otherwise (e.g. the input Hessian
-    of a BN block) block Lanczos with k vectors, whose histogram is the SLQ density estimate.
+    fit for live refresh. Exact spectra are used where they fit; otherwise (the input Hessian of a
+    BN block past ``REPORT_DENSE_MAX``) bounds and estimates, marked ``method="lanczos"``.
     """
     start = time.perf_counter()
     _check_args(model, x, 0, "weight", "exact", k)
@@ -430,8 +429,7 @@ def local_hessian_report(model: BlockNet, x: torch.Tensor, max_samples: int | No
                     eigs_t = _exact_weight(blk, z) if wrt == "weight" else _exact_input(blk, z, REPORT_DENSE_MAX)
                     eigs, weights = eigs_t.cpu().numpy(), np.full(size, 1.0 / size)
                 except ExactTooLarge:
-                    method = "lanczos"
-                    theta, w = _lanczos(blk, z, wrt, k, max_dim=REPORT_KRYLOV_DIM)
-                    eigs, weights = theta.cpu().numpy(), w.cpu().numpy()
+                    stats.append(_bounded_stats(b, wrt, blk, z, k, size, dim, dtype))
+                    continue
             stats.append(_stats(b, wrt, method, size, eigs, weights, dim, dtype))
     return LocalHessianReport(stats=stats, n_samples=x.shape[0], batch_size=batch, seconds=time.perf_counter() - start)

@@ -27,7 +27,7 @@ import torch
 
 from .config import RunConfig
 from .history import History
-from .local_hessian import local_hessian_report
+from .local_hessian import local_hessian_report, probe_size
 from .optim.base import check_lr
 from .runs import RunWriter
 from .train import Trainer
@@ -120,7 +120,7 @@ class TrainingSession:
 
     def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, max_rate: float = 10.0,
                  loss_every: int = 10, eval_every: int = 100, hessian_share: float = 0.15,
-                 hessian_samples: int = 32, history_points: int = 1000, train_eval_samples: int = 1024):
+                 hessian_samples: int | None = None, history_points: int = 1000, train_eval_samples: int = 1024):
         self.runs_dir = runs_dir
         self.max_rate = max_rate
         self.loss_every, self.eval_every = loss_every, eval_every
@@ -152,6 +152,13 @@ class TrainingSession:
         self._steps_per_s = 0.0
         self._reports = 0  # reports not yet published
         self._reports_total = 0
+
+    @property
+    def probe_samples(self) -> int:
+        """Training samples the local-Hessian reports use (BN statistics are over these)."""
+        if self.hessian_samples is not None:
+            return self.hessian_samples
+        return probe_size(self.trainer.model, self.trainer.x_train, self.cfg.batch_size)
 
     @property
     def step(self) -> int:
@@ -322,7 +329,7 @@ class TrainingSession:
 
     def _train(self) -> None:
         trainer, cfg = self.trainer, self.cfg
-        probe = trainer.x_train[: self.hessian_samples]
+        probe = trainer.x_train[: self.probe_samples]
         self._last_publish = time.monotonic()
         train_time = 0.0
         next_report_at = self._hessian(probe) * (1 - self.hessian_share) / self.hessian_share
@@ -398,15 +405,16 @@ class TrainingSession:
 
     def _hessian(self, probe: torch.Tensor) -> float:
         start = time.perf_counter()
-        report = local_hessian_report(self.trainer.model, probe, max_samples=self.hessian_samples)
+        report = local_hessian_report(self.trainer.model, probe, max_samples=None)
         summary = report.to_dict()
         summary["step"] = self.step
         self.report = summary
         self._reports += 1
         self._reports_total += 1
         values = {}
-        for s in report.stats:
-            values[f"cond/{s.wrt}/{s.block}"] = s.condition_number
-            values[f"lambda_max/{s.wrt}/{s.block}"] = s.lambda_max
+        for s in report.stats:  # bounds get their own names: a cond/ number is always exact
+            suffix = "_lower_bound" if s.estimated else ""
+            values[f"cond{suffix}/{s.wrt}/{s.block}"] = s.condition_number
+            values[f"lambda_max{suffix}/{s.wrt}/{s.block}"] = s.lambda_max
         self._record(values)
         return time.perf_counter() - start

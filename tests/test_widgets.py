@@ -68,6 +68,25 @@ def test_start_trains_on_a_worker_and_the_figure_fills(app):
         assert list(trace(a, f"{split} accuracy").y) == pytest.approx(hist[f"{split}_accuracy"]["value"], abs=1e-6)
 
 
+def test_the_page_says_which_samples_the_local_hessians_use_and_marks_bounds(app):
+    a = app("dataset=xor&depth=3&width=8&steps=100000")  # no BN: exact, on a training batch's worth
+    assert "first 64 training samples; the training batch size. Every κ shown is exact." in a.hessian_note.value
+    # a BN CNN's input Hessians (16 channels x 8 x 8 per sample) are too large to solve live
+    b = app("dataset=digits&arch=cnn&depth=2&width=16&batch_norm=true&batch_size=128&steps=100000")
+    assert "first 32 training samples (batch norm&#x27;s statistics over these); training batches have 128" \
+        in b.hessian_note.value
+    b.start_btn.click()
+    assert wait_for(lambda: len(trace(b, "κ input · block 1").y) > 0, timeout=60)
+    kappa = trace(b, "κ input · block 1")
+    assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
+    assert trace(b, "κ weight · block 1").marker.symbol is None  # the weight Hessians stay exact
+    assert "△ κ ≥: lower bounds (blocks 0, 1" in b.hessian_note.value
+    assert "cond_lower_bound/input/1" in b.session.snapshot()["history"]
+    assert "cond/input/1" not in b.session.snapshot()["history"]
+    assert wait_for(lambda: "estimate" in trace(b, "spectrum input · block 1").hovertemplate)
+    b.stop_btn.click()
+
+
 def test_step_size_changes_take_effect_while_running(app):
     a = app("dataset=xor&depth=2&width=8&steps=1000000")
     a.start_btn.click()

@@ -169,7 +169,9 @@ class Dashboard:
         self._build_figure()
         self.plot_box = W.Box([self.fig], layout=W.Layout(width="100%"))
         self.plot_box.add_class("bpviz-plot")
-        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, self.plot_box],
+        self.hessian_note = W.HTML()
+        self.hessian_note.add_class("bpviz-hessian-note")
+        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, self.plot_box, self.hessian_note],
                                                  layout=W.Layout(flex="1"))])
         self.widget.add_class("bpviz-app")
         try:
@@ -392,9 +394,25 @@ class Dashboard:
             if self.session.state in (State.RUNNING, State.PAUSED):
                 self.session.stop()
         self.session = TrainingSession(cfg, runs_dir=self.runs_dir, max_rate=self.max_rate)
+        self._bounded: set[str] = set()
         self._rebuild_traces(cfg.depth)
+        self._describe_probe()
         self._refresh_share(cfg)
         self._refresh_saved_runs()
+
+    def _describe_probe(self) -> None:
+        """Say on which samples the local Hessians are computed, and which numbers are bounds."""
+        n, batch = self.session.probe_samples, self.session.cfg.batch_size
+        bn = " (batch norm's statistics over these)" if self.session.cfg.batch_norm else ""
+        same = "the training batch size" if n == batch else f"training batches have {batch}"
+        text = f"Local Hessians on the first {n} training samples{bn}; {same}."
+        if self._bounded:
+            blocks = sorted({int(k.rsplit("/", 1)[1]) for k in self._bounded})
+            text += (f" △ κ ≥: lower bounds (blocks {', '.join(map(str, blocks))}: the exact spectrum is too large to "
+                     "refresh live; Krylov bounds, certified) and their spectra are estimates.")
+        else:
+            text += " Every κ shown is exact."
+        self.hessian_note.value = f'<span style="color:#555;font-size:12px">{html.escape(text)}</span>'
 
     def _keep_as_overlay(self, session: TrainingSession, new_cfg: RunConfig) -> None:
         if session.step == 0:
@@ -553,6 +571,8 @@ class Dashboard:
         updates = {}
         for trace in self.fig.data:
             key = self._series_key(trace.name)
+            if key is not None and key not in history and key.startswith("cond/"):
+                key = self._mark_bound(trace, key, history)
             if key is None or key not in history:
                 continue
             series = history[key]
@@ -573,8 +593,25 @@ class Dashboard:
                     if trace.mode != mode:
                         trace.mode = mode
                 elif trace.name in spectra:
-                    trace.x, trace.y = spectra[trace.name]
+                    trace.x, trace.y, estimated = spectra[trace.name]
+                    if estimated:
+                        trace.line.dash = "dashdot"
+                        trace.hovertemplate = (f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
+                                               "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>")
         self.flow.sent()
+
+    def _mark_bound(self, trace, key: str, history: dict) -> str | None:
+        """A κ the report could only bound is recorded as ``cond_lower_bound/...``: its trace then
+        says "κ ≥" in the hover and shows open triangles, and the note under the figure says why."""
+        bound = key.replace("cond/", "cond_lower_bound/", 1)
+        if bound not in history:
+            return None
+        if bound not in self._bounded:
+            self._bounded.add(bound)
+            trace.marker.symbol = "triangle-up-open"
+            trace.hovertemplate = f"{html.escape(trace.name)} (lower bound)<br>step %{{x}}<br>κ ≥ %{{y:.4g}}<extra>current run</extra>"
+            self._describe_probe()
+        return bound
 
     def _series_key(self, name: str) -> str | None:
         if " · " not in name:  # "train loss", "test accuracy", ...
@@ -592,7 +629,8 @@ class Dashboard:
         self._pushed["report"] = report["step"]
         edges = np.asarray(report["hist_edges"], np.float32)
         centres = (edges[:-1] + edges[1:]) / 2
-        return {f"spectrum input · block {s['block']}": (centres, np.asarray(s["hist_counts"], np.float32))
+        return {f"spectrum input · block {s['block']}": (centres, np.asarray(s["hist_counts"], np.float32),
+                                                         s["method"] != "exact")
                 for s in report["stats"] if s["wrt"] == "input" and s["block"] in self._blocks}
 
     def close(self) -> None:
