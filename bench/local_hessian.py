@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/local_hessian.py [--device cuda] [--threads N]
 Prints, for the default net (8 tanh blocks x 64, batch 128) and one 4x wider, the times of one run
-and their ratios. The dense reference builds the full Jacobian with autograd; where it would not fit
+and their ratios; then the live report on BN nets at the dashboard's sizes (exact BN input spectra vs
+the Krylov bounds) and ARPACK's top-10 accuracy and time. The dense reference builds the full Jacobian with autograd; where it would not fit
 in memory it is skipped and the table says why.
 """
 
@@ -13,6 +14,7 @@ import time
 
 import torch
 
+from bpviz import local_hessian as lh
 from bpviz.config import RunConfig
 from bpviz.device import resolve_device
 from bpviz.local_hessian import dense_reference_spectrum, local_hessian_report, local_hessian_spectrum
@@ -70,6 +72,45 @@ def bench_net(width: int, batch: int, device: torch.device, dense_batch: int) ->
         print(f"full local_hessian_report (8 blocks x 2 wrt), {used:>3} samples: {t * 1e3:8.1f} ms")
 
 
+def bench_bn_report(device: torch.device) -> None:
+    """The live report on BN nets at the dashboard's default sizes (width 32, the 32-sample probe the
+    session picks for them): exact BN input spectra vs the Krylov bounds it used to fall back to."""
+    print(f"\n## local_hessian_report on BN tanh MLPs of width 32, 32 probe samples, {device}")
+    print(f"{'blocks':<8} {'exact (ms)':>11} {'bounds (ms)':>12} {'exact / bounds':>15} {'no-BN exact (ms)':>17}")
+    for depth in (4, 16):  # the default depth with BN on, and the deep-tanh-bn preset
+        cfg = RunConfig(depth=depth, width=32, activation="tanh", batch_norm=True, device=str(device))
+        model = build_model(cfg, (32,), 10).to(device)
+        plain = build_model(cfg.replace(batch_norm=False), (32,), 10).to(device)
+        x = torch.randn(32, 32, device=device, generator=None)
+        local_hessian_report(model, x)
+        exact = timed(lambda: local_hessian_report(model, x), repeat=3)
+        saved, lh.REPORT_DENSE_MAX = lh.REPORT_DENSE_MAX, 0  # force the fallback
+        try:
+            bounds = timed(lambda: local_hessian_report(model, x), repeat=3)
+            assert all(s.method == "lanczos" for s in local_hessian_report(model, x).stats if s.wrt == "input")
+        finally:
+            lh.REPORT_DENSE_MAX = saved
+        no_bn = timed(lambda: local_hessian_report(plain, x), repeat=3)
+        print(f"{depth:<8} {exact * 1e3:>11.0f} {bounds * 1e3:>12.0f} {exact / bounds:>15.2f} {no_bn * 1e3:>17.0f}")
+
+
+def bench_top_eigen(device: torch.device) -> None:
+    """k = 10 largest eigenvalues by ARPACK (method='lanczos') against the exact spectrum."""
+    print(f"\n## top-10 eigenvalues (ARPACK + deflation check) vs exact, tanh block 1, batch 128, {device}")
+    print(f"{'width':<6} {'wrt':<7} {'time (s)':>9} {'matvecs':>8} {'max |err| / lambda_max':>23}")
+    for width in (64, 256):
+        cfg = RunConfig(depth=3, width=width, activation="tanh", init="xavier", dtype="float64", device=str(device))
+        model = build_model(cfg, (width,), 10).to(device)
+        x = torch.randn(128, width, dtype=torch.float64, device=device)
+        for wrt in ("weight", "input"):
+            exact = local_hessian_spectrum(model, x, 1, wrt).cpu().numpy()
+            start = time.perf_counter()
+            top = lh.local_hessian_top_eigen(model, x, 1, wrt, k=10)
+            seconds = time.perf_counter() - start
+            err = abs(top.values - exact[-10:]).max() / exact[-1]
+            print(f"{width:<6} {wrt:<7} {seconds:>9.3f} {top.matvecs:>8} {err:>23.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -81,6 +122,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
     bench_net(64, 128, device, dense_batch=32)
     bench_net(256, 128, device, dense_batch=8)
+    bench_bn_report(device)
+    bench_top_eigen(device)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,9 @@ def _as_numpy_operator(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, l
 
 def top_eigenpairs(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, like: torch.Tensor, k: int,
                    tol: float = 1e-10, maxiter: int | None = None, seed: int = 0) -> TopEigen:
-    """The k largest eigenvalues of the PSD operator ``matvec`` (on batches of flat vectors (p, n))."""
+    """The k largest eigenvalues of the PSD operator ``matvec`` (on batches of flat vectors (p, n)).
+    ``tol`` is raised to 10 eps of ``like``'s dtype: a float32 matvec cannot resolve more."""
+    tol = max(tol, 10 * torch.finfo(like.dtype).eps)
     counter = [0]
     rng = np.random.default_rng(seed)
     if k >= n - 1 or n <= 64:  # ARPACK needs k < n - 1; tiny problems are cheaper dense

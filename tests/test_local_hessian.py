@@ -272,3 +272,24 @@ def test_float32_model_works_and_is_close_to_float64(make_net):
     a = local_hessian_spectrum(model32, x.float(), 1, "weight")
     b = local_hessian_spectrum(model64, x, 1, "weight")
     assert rel_err(a, b) < 1e-5
+
+
+def test_mean_spike_share_uses_the_exact_weight_spectra(make_net):
+    """The lesson's no-BN spectrum is the exact solver's; its centred one is the Gram of the centred
+    input per unit, checked here with a dense float64 computation."""
+    from bpviz.lessons import condition_number, mean_spike_share
+
+    plain, x, _ = make_net(n=40, d_in=6, depth=3, width=5, activation="relu", init="kaiming", seed=4)
+    bn, _, _ = make_net(n=40, d_in=6, depth=3, width=5, activation="relu", init="kaiming", batch_norm=True, seed=4)
+    rows = mean_spike_share(plain, bn, x)
+    assert [r["block"] for r in rows] == [1, 2]
+    for r in rows:
+        b = r["block"]
+        assert r["kappa no BN"] == pytest.approx(condition_number(local_hessian_spectrum(plain, x, b, "weight")), rel=1e-9)
+        assert r["kappa BN"] == pytest.approx(condition_number(local_hessian_spectrum(bn, x, b, "weight")), rel=1e-9)
+        z = plain.block_inputs(x)[b].double()
+        slope = (plain.blocks[b].affine(z) > 0).double()
+        zc = z - z.mean(0)
+        dense = torch.block_diag(*[(zc * slope[:, u:u + 1]).T @ (zc * slope[:, u:u + 1]) for u in range(slope.shape[1])])
+        assert r["lambda_max centred only"] == pytest.approx(torch.linalg.eigvalsh(dense).max().item(), rel=1e-10)
+        assert r["kappa centred only"] == pytest.approx(condition_number(torch.linalg.eigvalsh(dense)), rel=1e-8)
