@@ -171,7 +171,7 @@ class Dashboard:
         self.plot_box.add_class("bpviz-plot")
         self.hessian_note = W.HTML()
         self.hessian_note.add_class("bpviz-hessian-note")
-        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, self.plot_box, self.hessian_note],
+        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, self.hessian_note, self.plot_box],
                                                  layout=W.Layout(flex="1"))])
         self.widget.add_class("bpviz-app")
         try:

@@ -127,6 +127,26 @@ def test_batch_norm_on_changes_the_local_hessian_condition_numbers(page, voila_s
     screenshot(page, "03b-batch-norm-on-with-earlier-run-overlaid")
 
 
+def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server):
+    """A BN CNN's input Hessians are too large to solve live: the page draws their κ as open
+    triangles, says "κ ≥" in the hover, and the note under the figure names the probe and the bounds."""
+    clock = Clock()
+    open_app(page, voila_server.url + "?" + LONG + "&dataset=digits&arch=cnn&depth=2&width=16&batch_norm=true")
+    clock("app ready")
+    note = page.locator(".bpviz-hessian-note")
+    expect(note).to_contain_text("first 32 training samples (batch norm's statistics over these); "
+                                 "training batches have 64", timeout=15_000)
+    start(page)
+    name = "κ input · block 1"
+    wait_points(page, name, n=1, timeout_ms=60_000)
+    clock("condition numbers")
+    expect(note).to_contain_text("△ κ ≥: lower bounds (blocks 0, 1", timeout=15_000)
+    marker = page.evaluate("""(name) => { const gd = document.querySelector('.js-plotly-plot');
+        const t = gd.data.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }""", name)
+    assert marker[0] == "triangle-up-open" and "κ ≥" in marker[1], marker
+    screenshot(page, "07-bn-cnn-kappa-lower-bounds")
+
+
 def test_a_diverging_run_is_reported_and_the_page_keeps_working(page, voila_server):
     # ReLU, 3 blocks, lr 10 (the slider's maximum): NaN loss within a few dozen steps
     open_app(page, voila_server.url + "?" + LONG + "&activation=relu&depth=3")
