@@ -130,7 +130,7 @@ def _weight_jacobians(block: Block, z: torch.Tensor, units: slice) -> torch.Tens
 
 def _gram_eigvalsh(J: torch.Tensor) -> torch.Tensor:
     """Eigenvalues of J_i^T J_i for a batch of J_i (B, r, c), from the smaller side, in float64."""
-    J = J.double()
+    J = J.detach().double()  # spectra are numbers to show, not part of any graph
     r, c = J.shape[-2:]
     gram = J @ J.transpose(-1, -2) if r < c else J.transpose(-1, -2) @ J
     eigs = torch.linalg.eigvalsh(gram).clamp_min(0.0)

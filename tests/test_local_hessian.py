@@ -49,6 +49,40 @@ def test_exact_conv_matches_dense_reference(bn, skip):
             assert rel_err(local_hessian_spectrum(model, x, block, wrt), dense_reference_spectrum(model, x, block, wrt)) <= 1e-8
 
 
+def _train(model, x, y, steps=30, lr=0.5):
+    """SGD steps, so that weights, BN's gamma and beta and the activation pattern leave their init."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("arch,bn,skip", [("mlp", False, False), ("mlp", True, False), ("mlp", False, True),
+                                          ("mlp", True, True), ("cnn", False, False), ("cnn", True, True)])
+def test_exact_and_report_match_dense_after_training(arch, bn, skip):
+    shape = (2, 4, 4) if arch == "cnn" else (6,)
+    cfg = RunConfig(arch=arch, dataset="digits" if arch == "cnn" else "spirals", depth=2, width=3 if arch == "cnn" else 6,
+                    activation="relu", batch_norm=bn, skip=skip, dtype="float64", seed=3)
+    model = build_model(cfg, shape, 3)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, *shape, dtype=torch.float64, generator=g) + 0.3
+    y = torch.randint(0, 3, (8,), generator=g)
+    _train(model, x, y)
+    if bn:
+        assert not torch.allclose(model.blocks[1].bn.weight, torch.ones_like(model.blocks[1].bn.weight))
+    report = local_hessian_report(model, x, max_samples=None)
+    for block in (0, 1):
+        for wrt in ("weight", "input"):
+            dense = dense_reference_spectrum(model, x, block, wrt)
+            assert rel_err(local_hessian_spectrum(model, x, block, wrt), dense) <= 1e-8, (block, wrt)
+            d = dense.detach().numpy()
+            nonzero = d[d > 1e-9 * d.max()]
+            stats = report.get(block, wrt)
+            assert stats.method == "exact"
+            assert stats.condition_number == pytest.approx(nonzero.max() / nonzero.min(), rel=1e-2), (block, wrt)
+
+
 def test_spectrum_lengths(make_net):
     model, x, _ = make_net(n=6, depth=2, width=5)
     assert local_hessian_spectrum(model, x, 1, "weight").numel() == 25
@@ -211,13 +245,8 @@ def test_report_past_its_dense_limit_gives_certified_bounds(seed, trained):
     cfg = RunConfig(depth=2, width=40, batch_norm=True, seed=seed, dtype="float64")
     model = build_model(cfg, (40,), 2)
     x = torch.randn(40, 40, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    if trained:  # SGD steps move BN's gamma and the weights off their init
-        opt = torch.optim.SGD(model.parameters(), lr=0.5)
-        y = (x[:, 0] > 0).long()
-        for _ in range(20):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    if trained:
+        _train(model, x, (x[:, 0] > 0).long(), steps=20)
     report = local_hessian_report(model, x, max_samples=None)
     stats = report.get(1, "input")
     assert stats.method == "lanczos" and stats.estimated
