@@ -69,8 +69,11 @@ def main() -> None:
             loss.backward()
             opt.step()
 
-        runs = [("sgd", {}), ("adam", {}), ("sa_sgd", {})]
-        if not bn:
+        runs = [("sgd", {}), ("adam", {})]
+        if bn:  # without BN the default variant amends nothing; "all" amends every tensor either way
+            runs += [("sa_sgd", {"amend": "bn_weights"}), ("sa_sgd", {"amend": "all"}), ("sa_sgd", {"amend": "head"})]
+        else:
+            runs += [("sa_sgd", {"amend": "all"})]
             runs += [("proxbp", {}), ("sibp", {"solver": "authors"}), ("sibp", {"solver": "gauss_newton"})]
         for name, options in runs:
             cfg = base.replace(optimizer=name, optimizer_options=options)

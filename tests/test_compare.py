@@ -32,10 +32,17 @@ def test_sweep_finds_the_largest_stable_step_and_writes_json_csv_html(tmp_path):
     assert page.startswith("<!doctype html>") and "<svg" in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
 
 
-def test_sa_sgd_comparison_runs_both_archs(tmp_path):
+def test_sa_sgd_comparison_runs_every_variant_on_both_archs(tmp_path):
     result = sa_sgd_comparison(step_sizes=(0.1,), steps=10)
-    assert {(r["arch"], r["algorithm"]) for r in result["rows"]} == {("mlp", "sgd"), ("mlp", "sa_sgd"), ("cnn", "sgd"), ("cnn", "sa_sgd")}
-    assert set(result["best"]) == {"mlp sgd", "mlp sa_sgd", "cnn sgd", "cnn sa_sgd"}
+    variants = ("sgd", "sa_sgd bn_weights", "sa_sgd all", "sa_sgd head")
+    assert [(r["arch"], r["algorithm"]) for r in result["rows"]] == [(a, v) for a in ("mlp", "cnn") for v in variants]
+    assert set(result["best"]) == {f"{a} {v}" for a in ("mlp", "cnn") for v in variants}
+    losses = {(r["arch"], r["algorithm"]): r["final_train_loss"] for r in result["rows"]}
+    assert len({losses[("cnn", v)] for v in variants}) == 4  # the variants are different runs
+    paths = write_outputs(result, tmp_path, "bpviz compare sa-sgd --test")
+    with paths[1].open() as fh:
+        assert {r["algorithm"] for r in csv.DictReader(fh)} == set(variants)
+    assert all(v in paths[2].read_text() for v in variants)
 
 
 def test_cli_compare_writes_files(tmp_path, capsys):

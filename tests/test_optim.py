@@ -101,7 +101,7 @@ def test_sa_sgd_with_every_scale_forced_to_one_is_sgd(bn, monkeypatch):
 def test_sa_sgd_scalars_are_the_local_hessian_traces_without_bn():
     # lr ~ 0: _scalars() re-reads the weights after the step, so they must not have moved
     cfg = RunConfig(depth=3, width=8, dtype="float64", skip=True, optimizer="sa_sgd", lr=1e-14,
-                    optimizer_options={"normalize": False})
+                    optimizer_options={"amend": "all", "normalize": False})
     model, x, y = problem(cfg, d_in=5)
     sa = make_algorithm(cfg, model)
     report = local_hessian_report(model, x, max_samples=None)  # exact traces of J^T J
@@ -123,7 +123,8 @@ def test_sa_sgd_scalars_are_the_local_hessian_traces_without_bn():
 
 
 def test_sa_sgd_bn_beta_is_close_to_the_exact_trace():
-    cfg = RunConfig(depth=2, width=16, dtype="float64", batch_norm=True, optimizer="sa_sgd", lr=0.1)
+    cfg = RunConfig(depth=2, width=16, dtype="float64", batch_norm=True, optimizer="sa_sgd", lr=0.1,
+                    optimizer_options={"amend": "all"})
     model, x, y = problem(cfg, n=128, d_in=16)
     sa = make_algorithm(cfg, model)
     report = local_hessian_report(model, x, max_samples=None)
@@ -134,9 +135,10 @@ def test_sa_sgd_bn_beta_is_close_to_the_exact_trace():
     assert betas[model.blocks[1].affine.weight].mean().item() == pytest.approx(exact.trace / exact.size, rel=2 / 16)
 
 
-def test_sa_sgd_channel_scales_and_normalisation():
+@pytest.mark.parametrize("amend", ["all", "bn_weights"])
+def test_sa_sgd_channel_scales_and_normalisation(amend):
     cfg = RunConfig(depth=3, width=8, batch_norm=True, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"granularity": "channel"})
+                    optimizer_options={"amend": amend, "granularity": "channel"})
     model, x, y = problem(cfg)
     sa = make_algorithm(cfg, model)
     sa.step(x, y)
@@ -148,7 +150,8 @@ def test_sa_sgd_channel_scales_and_normalisation():
 
 
 def test_sa_sgd_reuses_its_scales_between_refreshes():
-    cfg = RunConfig(depth=2, width=8, optimizer="sa_sgd", lr=0.1, optimizer_options={"refresh_every": 3})
+    cfg = RunConfig(depth=2, width=8, optimizer="sa_sgd", lr=0.1,
+                    optimizer_options={"amend": "all", "refresh_every": 3})
     model, x, y = problem(cfg)
     sa = make_algorithm(cfg, model)
     seen = [dict(sa.step(x * (1 + i), y).scalars) for i in range(4)]
@@ -156,7 +159,7 @@ def test_sa_sgd_reuses_its_scales_between_refreshes():
 
 
 def test_sa_sgd_running_statistics_are_an_ema():
-    opts = {"normalize": False, "refresh_every": 1}
+    opts = {"amend": "all", "normalize": False, "refresh_every": 1}
     cfg = RunConfig(depth=2, width=8, dtype="float64", optimizer="sa_sgd", lr=1e-12, optimizer_options=opts)
     model, x, y = problem(cfg)
     w = model.blocks[0].weight
@@ -172,10 +175,11 @@ def test_sa_sgd_running_statistics_are_an_ema():
     assert not torch.allclose(betas[0], betas[1])
 
 
+@pytest.mark.parametrize("amend", ["bn_weights", "all", "head"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_sa_sgd_trains_bn_networks(arch):
+def test_sa_sgd_trains_bn_networks(arch, amend):
     cfg = RunConfig(dataset="digits", arch=arch, depth=3, width=8, batch_norm=True, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"momentum": 0.9})
+                    optimizer_options={"momentum": 0.9, "amend": amend})
     shape = (1, 8, 8)
     model = build_model(cfg, shape, 10)
     g = torch.Generator().manual_seed(0)
@@ -188,6 +192,94 @@ def test_sa_sgd_trains_bn_networks(arch):
     assert result.finite() and result.loss.item() < 0.8 * first
 
 
+def one_step(cfg: RunConfig, model, x, y) -> tuple[dict, object]:
+    """Each parameter's change in one step of ``cfg``'s algorithm on a copy of ``model``, and the algorithm."""
+    copy_ = copy.deepcopy(model)
+    algo = make_algorithm(cfg, copy_)
+    before = [p.detach().clone() for p in copy_.parameters()]
+    algo.step(x, y)
+    return {name: p.detach() - b for (name, p), b in zip(copy_.named_parameters(), before)}, algo
+
+
+def images(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64) + 0.5, torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("granularity", ["block", "channel"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_sa_sgd_bn_weights_scales_only_the_bn_weights_by_sigma2_over_gamma2(arch, granularity, normalize):
+    opts = {"amend": "bn_weights", "granularity": granularity, "normalize": normalize}
+    cfg = RunConfig(dataset="digits", arch=arch, depth=3, width=8, dtype="float64", batch_norm=True, skip=True,
+                    optimizer="sa_sgd", lr=0.1, optimizer_options=opts)
+    model, (x, y) = build_model(cfg, (1, 8, 8), 10), images()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # gammas away from 1, and a block without BN, which keeps eta
+        for block in model.blocks:
+            block.bn.weight.uniform_(0.5, 2.0, generator=gen)
+    model.blocks[1].bn = None
+    sgd, _ = one_step(cfg.replace(optimizer="sgd", optimizer_options={}), model, x, y)
+    sa, algo = one_step(cfg, model, x, y)
+    # sigma^2 = biased batch variance of the affine output + BN's eps, per channel; gamma = bn.weight
+    zs = model.block_inputs(x)
+    expected = {}
+    for b in (0, 2):
+        block = model.blocks[b]
+        g = block.affine(zs[b]).double().transpose(0, 1).reshape(8, -1)
+        var = ((g - g.mean(1, keepdim=True)) ** 2).mean(1) + 1e-5
+        ratio = var / block.bn.weight.detach().double() ** 2
+        expected[f"blocks.{b}.affine.weight"] = ratio.mean() if granularity == "block" else ratio
+    if normalize:  # geometric mean 1 over the amended entries (blocks, or channels)
+        mean = torch.cat([s.reshape(-1).log() for s in expected.values()]).mean().exp()
+        expected = {name: s / mean for name, s in expected.items()}
+    assert set(algo._scales) == {algo.model.blocks[0].weight, algo.model.blocks[2].weight}
+    for name, delta in sa.items():
+        if name in expected:
+            s = expected[name]
+            factor = s.view(-1, *[1] * (delta.dim() - 1)) if s.dim() else s
+            assert torch.allclose(delta, factor * sgd[name], rtol=1e-10, atol=1e-15), name
+        else:  # biases, gamma, beta, skip projections, the block without BN, the head
+            assert torch.equal(delta, sgd[name]), name
+    scalars = algo.scalars()
+    assert scalars["scale/1"].item() == scalars["scale/head"].item() == 1.0
+    assert scalars["scale/2"].item() == pytest.approx(expected["blocks.2.affine.weight"].mean().item(), rel=1e-10)
+
+
+def test_sa_sgd_bn_weights_running_sigma2_is_an_ema():
+    opts = {"amend": "bn_weights", "statistics": "running", "ema": 0.75, "refresh_every": 1}
+    cfg = RunConfig(depth=2, width=8, dtype="float64", batch_norm=True, optimizer="sa_sgd", lr=1e-12,
+                    optimizer_options=opts)
+    model, x, y = problem(cfg)
+    algo = make_algorithm(cfg, model)  # lr ~ 0: the model stays put, only the batches differ
+    variances = []
+    for xb in (x, 2 * x):
+        algo.step(xb, y)
+        variances.append(model.blocks[0].affine(xb).var(0, correction=0) + 1e-5)
+    assert torch.allclose(algo._running_var[0], 0.75 * variances[0] + 0.25 * variances[1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_sa_sgd_head_ablation_changes_only_the_head_by_its_all_factor(arch):
+    cfg = RunConfig(dataset="digits", arch=arch, depth=3, width=8, dtype="float64", batch_norm=True, skip=True,
+                    optimizer="sa_sgd", lr=0.1, optimizer_options={"amend": "head"})
+    model, (x, y) = build_model(cfg, (1, 8, 8), 10), images()
+    sgd, _ = one_step(cfg.replace(optimizer="sgd", optimizer_options={}), model, x, y)
+    head, algo = one_step(cfg, model, x, y)
+    _, full = one_step(cfg.replace(optimizer_options={"amend": "all"}), model, x, y)
+    factors = {"head.linear.weight": full._scales[full.model.head.linear.weight],
+               "head.linear.bias": full._scales[full.model.head.linear.bias]}
+    assert all(abs(f.item() - 1) > 0.1 for f in factors.values())  # the ablation does change the head's step
+    for name, delta in head.items():
+        if name in factors:
+            assert torch.allclose(delta, factors[name] * sgd[name], rtol=1e-10, atol=1e-15), name
+        else:
+            assert torch.equal(delta, sgd[name]), name
+    scalars = algo.scalars()
+    assert scalars["scale/head"].item() == pytest.approx(factors["head.linear.weight"].item(), rel=1e-12)
+    assert all(scalars[f"scale/{b}"].item() == 1.0 for b in range(3))
+
+
 # --- option checks ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "optimizer,options,match",
@@ -196,6 +288,8 @@ def test_sa_sgd_trains_bn_networks(arch):
         ("sgd", {"momentum": 1.5}, r"optimizer_options.momentum .*<= 1.0"),
         ("sgd", {"nesterov": "yes"}, r"optimizer_options.nesterov .*a bool"),
         ("sa_sgd", {"granularity": "layer"}, r"granularity .*'block', 'channel'"),
+        ("sa_sgd", {"amend": "weights"},
+         r"optimizer_options.amend .*got 'weights'; allowed: one of 'bn_weights', 'all', 'head'"),
         ("adam", {"eps": -1.0}, r"optimizer_options.eps"),
     ],
 )

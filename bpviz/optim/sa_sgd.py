@@ -1,27 +1,29 @@
 """Scale-amended SGD (SA-SGD), Zhang, Chen, Liu (NeurIPS 2018), as reconstructed in research/seeds.md §1.7.
 
-Solving every back-matching problem with one Newton step instead of one unit gradient step, and
-replacing each local Hessian by a scalar times the identity (``H_W^b ~ beta_b I``, ``H_z^b ~ alpha_b I``,
-the scalar being trace / dimension), turns BP into SGD with a per-block learning rate
+The paper's principle: replace each block's local Hessian by a scalar, which turns BP into SGD with a
+block-wise learning rate, and apply it to networks with batch norm. Its exact scalar, which tensors it
+amends and its constants were not retrievable, so every variant below (option ``amend``) is ours:
 
-    eta_b = eta / (beta_b * prod_{j > b} alpha_j)
+* ``bn_weights`` (default; the "likely form" for BN networks in seeds.md §1.7): a BN block's weight
+  Hessian scales as gamma_j^2 / sigma_j^2, so only the Linear/Conv weights followed by BN are amended,
+  by ``sigma_j^2 / gamma_j^2`` (sigma^2: the variance of the BN input plus BN's eps; gamma: BN's
+  weight). That cancels the 1/|w|^2 shrinkage of a scale-invariant weight's effective step.
+  Everything else (biases, gamma, beta, skip projections, blocks without BN, the head) keeps eta;
+  on a network without BN this is plain SGD.
+* ``all``: every tensor, from the unrolled derivation. One Newton step per back-matching problem with
+  ``H_W^b ~ beta_b I``, ``H_z^b ~ alpha_b I`` (trace / dimension) gives ``eta_b = eta / (beta_b *
+  prod_{j > b} alpha_j)`` over the blocks and the head. ``beta`` of a weight comes from the block
+  input's (im2col) row norms and the activation slope (with BN the input is centred and BN's rank-one
+  scale projection dropped); bias, gamma, beta and the skip projection get their own beta from their
+  own Jacobians (sharing the weight's would scale gamma's step by 1/gamma^2); ``alpha`` holds BN's
+  batch statistics constant (exact without BN).
+* ``head``: an ablation; only the head's tensors get their ``all`` scales, everything else keeps eta.
 
-over the stages b (the blocks, then the output head). What is from the paper: a scalar approximation
-of the local Hessian, a block-wise learning-rate scaling, networks with batch norm. What is our
-reconstruction (the paper's constants were not retrievable): the trace/dimension scalar, the options
-below, and the approximations that keep it as cheap as an SGD step:
-
-* ``beta`` is tr(H_W)/dim(W) of the block's weight, from the block input's (im2col) row norms and the
-  activation slope; with BN the input is centred (BN's rank-one scale projection is dropped);
-* ``alpha`` is tr(H_z)/dim(z) with BN's batch statistics held constant (exact without BN);
-* every parameter tensor gets its own beta (the weight's as above; bias, BN gamma and beta and the
-  skip projection from their own Jacobians), times the alphas above it: sharing the weight's beta
-  with BN's gamma would scale gamma's step by 1/gamma^2 and blow it up as gamma nears 0.
-
-Options: ``granularity`` per block or per channel (output unit), ``statistics`` from the batch or a
-running EMA, normalising the scales to geometric mean 1 so ``lr`` stays comparable to SGD's, and
-``refresh_every`` (the scalars drift slowly; recomputing them every step would cost more than the
-SGD step itself on small nets).
+Options: ``granularity`` per block (the mean over channels) or per channel, ``statistics`` from the
+batch or a running EMA (of sigma^2 for ``bn_weights``, of the scalars for ``all``), ``normalize``
+(divide the amended scales by their geometric mean, so ``lr`` stays comparable to SGD's; ``head``
+keeps the head's normalised ``all`` scale), and ``refresh_every`` (the scalars drift slowly;
+recomputing them every step would cost more than the SGD step itself on small nets).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class SASGD(SGD):
     summary = "scale-amended SGD: per-block learning rates from scalar local Hessians (reconstructed)"
     OPTIONS = {
         **SGD.OPTIONS,
+        "amend": Option("bn_weights", "which tensors are amended: the weights followed by BN (sigma^2/gamma^2), "
+                        "every tensor (trace scalars), or only the head (ablation)",
+                        choices=("bn_weights", "all", "head")),
         "granularity": Option("block", "one scale per block, or one per output channel", choices=("block", "channel")),
         "statistics": Option("batch", "scalars from this batch, or a running EMA of them", choices=("batch", "running")),
         "ema": Option(0.9, "EMA momentum when statistics='running'", lo=0.0, hi=1.0),
@@ -54,6 +59,7 @@ class SASGD(SGD):
         self.stages: list[nn.Module] = [*model.blocks, model.head]
         self._captured: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._running: list[tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]] | None = None
+        self._running_var: dict[int, torch.Tensor] = {}  # bn_weights: EMA of sigma^2 per BN block
         self._scales: dict[nn.Parameter, torch.Tensor] = {}
         self._views: list[torch.Tensor] = []  # the scales shaped to broadcast over each gradient
         self._steps = 0
@@ -63,7 +69,10 @@ class SASGD(SGD):
         and affine output during the forward pass (only then: hooks cost time on small nets)."""
         handles = []
         if self._steps % self.options["refresh_every"] == 0:
+            bn_only = self.options["amend"] == "bn_weights"
             for i, stage in enumerate(self.stages):
+                if bn_only and not (isinstance(stage, Block) and stage.bn is not None):
+                    continue
                 affine = stage.affine if isinstance(stage, Block) else stage.linear
                 handles.append(affine.register_forward_hook(self._capture(i)))
         try:
@@ -162,8 +171,8 @@ class SASGD(SGD):
             self._running = out
         return out
 
-    def parameter_scales(self) -> dict[nn.Parameter, torch.Tensor]:
-        """Per parameter tensor, 1 / (its beta * prod of the alphas above): a scalar, or one per channel."""
+    def _hessian_scales(self) -> dict[nn.Parameter, torch.Tensor]:
+        """``all``: per parameter tensor, 1 / (its beta * prod of the alphas above)."""
         scalars = self._scalars()
         tiny = torch.finfo(scalars[0][1].dtype).tiny
         scales: dict[nn.Parameter, torch.Tensor] = {}
@@ -174,9 +183,42 @@ class SASGD(SGD):
                     beta = beta.mean()
                 scales[p] = 1.0 / (beta.clamp_min(tiny) * above)
             above = above * alpha.clamp_min(tiny)
-        if self.options["normalize"]:
-            mean = torch.cat([s.reshape(-1).log() for s in scales.values()]).mean().exp()
-            scales = {p: s / mean for p, s in scales.items()}
+        return self._normalized(scales)
+
+    def _bn_weight_scales(self) -> dict[nn.Parameter, torch.Tensor]:
+        """``bn_weights``: sigma_j^2 / gamma_j^2 for the weight of every block with BN."""
+        scales: dict[nn.Parameter, torch.Tensor] = {}
+        m = self.options["ema"]
+        for i, block in enumerate(self.model.blocks):
+            if block.bn is None:
+                continue
+            g = self._captured[i][1]
+            var = g.var(dim=block._bn_dims(), correction=0) + block.bn.eps
+            if self.options["statistics"] == "running" and i in self._running_var:
+                var = m * self._running_var[i] + (1 - m) * var
+            self._running_var[i] = var
+            gamma2 = block.bn.weight.detach().pow(2)
+            ratio = var / gamma2.clamp_min(torch.finfo(gamma2.dtype).tiny)
+            scales[block.weight] = ratio.mean() if self.options["granularity"] == "block" else ratio
+        return self._normalized(scales)
+
+    def _normalized(self, scales: dict[nn.Parameter, torch.Tensor]) -> dict[nn.Parameter, torch.Tensor]:
+        """Divided by their geometric mean over every entry (block or channel) when ``normalize`` is on."""
+        if not self.options["normalize"] or not scales:
+            return scales
+        mean = torch.cat([s.reshape(-1).log() for s in scales.values()]).mean().exp()
+        return {p: s / mean for p, s in scales.items()}
+
+    def parameter_scales(self) -> dict[nn.Parameter, torch.Tensor]:
+        """The gradient factor of every amended tensor (a scalar, or one per channel); tensors not in
+        the dict keep the plain learning rate."""
+        amend = self.options["amend"]
+        if amend == "bn_weights":
+            return self._bn_weight_scales()
+        scales = self._hessian_scales()
+        if amend == "head":
+            head = self.model.head.linear
+            return {head.weight: scales[head.weight], head.bias: scales[head.bias]}
         return scales
 
     # --- the step -----------------------------------------------------------------------------
@@ -186,6 +228,8 @@ class SASGD(SGD):
             self._views = [s.view(-1, *([1] * (p.dim() - 1))) if s.dim() else s for p, s in self._scales.items()]
         self._steps += 1
         grads = [p.grad for p in self._scales]
+        if not grads:  # bn_weights on a network without BN: plain SGD
+            return
         if all(g is not None for g in grads):
             torch._foreach_mul_(grads, self._views)
         else:
@@ -194,7 +238,8 @@ class SASGD(SGD):
                     g.mul_(view)
 
     def scalars(self) -> dict[str, torch.Tensor]:
-        """The weight scale of every block, and the head's: what the dashboard plots."""
+        """The weight scale of every block, and the head's (1 where not amended): what the dashboard plots."""
         weights = [b.weight for b in self.model.blocks] + [self.model.head.linear.weight]
         names = [f"scale/{b}" for b in range(len(weights) - 1)] + ["scale/head"]
-        return {name: self._scales[w].detach().mean() for name, w in zip(names, weights)}
+        one = weights[0].new_ones(())
+        return {name: self._scales[w].detach().mean() if w in self._scales else one for name, w in zip(names, weights)}
