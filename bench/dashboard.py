@@ -28,15 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
-
-from harness import (ARTIFACTS, NOTEBOOK, PLOT, ROOT, free_port, kernel_pids, launch_browser, open_app,  # noqa: E402
-                     press_lr, rss_mb, start_voila, status_lr, status_text, stop_voila, wait_points, wait_ready)
+from voila_chromium import (ARTIFACTS, NOTEBOOK, PLOT, ROOT, free_port, kernel_pids, launch_browser, open_app,
+                            press_lr, rss_mb, start_voila, status_lr, status_text, stop_voila, wait_points, wait_ready)
 
 COUNTERS_JS = """() => {
   const gd = document.querySelector('%s');

@@ -6,12 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from .config import ConfigError, RunConfig
-from .data import load_dataset
 from .local_hessian import LocalHessianReport, local_hessian_report
-from .models import build_model, network_loss
+from .loop import every, train_loop
+from .train import Trainer
 
 
 def format_report(report: LocalHessianReport) -> str:
@@ -34,19 +32,12 @@ def _demo(args: argparse.Namespace) -> int:
     base = RunConfig(dataset="spirals", depth=8, width=32, activation="tanh", lr=0.05, steps=args.steps, device="cpu")
     for cfg in (base.replace(name="gaussian init", init="gaussian", init_std=0.1),
                 base.replace(name="orthogonal init", init="orthogonal")):
-        data = load_dataset(cfg)
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg, data.input_shape, data.n_outputs)
+        trainer = Trainer(cfg)
         print(f"\n== {cfg.name}: local Hessians at initialisation")
-        print(format_report(local_hessian_report(model, data.x_train[: cfg.batch_size])))
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-        for step in range(cfg.steps):
-            idx = torch.randint(0, data.x_train.shape[0], (cfg.batch_size,))
-            loss = network_loss(model(data.x_train[idx]), data.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        print(f"after {cfg.steps} SGD steps at lr {cfg.lr}: train loss {loss.item():.4f}")
+        print(format_report(local_hessian_report(trainer.model, trainer.x_train[: cfg.batch_size])))
+        end = train_loop(trainer, cfg.steps, check=every(cfg.steps))
+        loss = trainer.evaluate("train")["loss"]
+        print(f"after {end.step} SGD steps at lr {cfg.lr} ({end.status}): loss on the training split {loss:.4f}")
     return 0
 
 
@@ -74,9 +65,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> RunConfig:
+    from .checkpoint import read_checkpoint
     from .presets import get_preset
 
-    if args.preset:
+    if args.resume:
+        cfg = RunConfig.from_dict(read_checkpoint(_checkpoint_path(args.resume))["config"])
+    elif args.preset:
         cfg = get_preset(args.preset)
     else:
         try:
@@ -86,16 +80,22 @@ def _load_config(args: argparse.Namespace) -> RunConfig:
     return cfg.replace(steps=args.steps) if args.steps else cfg
 
 
+def _checkpoint_path(given: str) -> Path:
+    path = Path(given)
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
 def _train(args: argparse.Namespace) -> int:
-    """Train one run live, with a progress bar, saving it under --out."""
+    """Train one run live, with a progress bar, saving it under --runs-dir (resumable)."""
     from .session import ENDED, TrainingSession
 
     cfg = _load_config(args)
-    session = TrainingSession(cfg, runs_dir=args.out)
+    checkpoint = _checkpoint_path(args.resume) if args.resume else None
+    session = TrainingSession(cfg, runs_dir=args.runs_dir, checkpoint=checkpoint)
     sub = session.subscribe()
     try:
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, unit="step", desc=cfg.name or "train")
+        bar = tqdm(total=cfg.steps, initial=session.step, unit="step", desc=cfg.name or "train")
     except ImportError:  # the engine runs without the app extras; report plainly instead
         bar = None
     session.start()
@@ -122,7 +122,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{session.state.value} at step {session.step}: train loss {loss:.4g}"
           + (f", test accuracy {test:.3f}" if test is not None else "")
           + (f" ({session.message})" if session.message else ""))
-    print(f"saved to {session.writer.path}")
+    print(f"saved to {session.writer.path}"
+          + (" (resume with: bpviz train --resume " + str(session.writer.path) + ")"
+             if (session.writer.path / "checkpoint.pt").is_file() else ""))
     return 0 if session.state.value == "finished" else 1
 
 
@@ -137,15 +139,15 @@ def _presets(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from .runs import list_runs
 
-    runs, problems = list_runs(args.dir)
+    runs, problems = list_runs(args.runs_dir)
     for run in runs:
         last = next((r for r in reversed(run.records) if "train_loss" in r), {})
         print(f"{run.run_id:<48} {run.status.get('state', '?'):<9} step {last.get('step', 0):>7}"
-              f"  loss {last.get('train_loss', float('nan')):.4g}")
+              f"  loss {last.get('train_loss', float('nan')):.4g}  {run.describe_step_sizes()}")
     for problem in problems:
         print("skipped:", problem, file=sys.stderr)
     if not runs:
-        print(f"no runs in {args.dir}")
+        print(f"no runs in {args.runs_dir}")
     return 0
 
 
@@ -154,7 +156,7 @@ def _export(args: argparse.Namespace) -> int:
 
     path = Path(args.run)
     if not path.is_dir():
-        path = Path(args.dir) / args.run
+        path = Path(args.runs_dir) / args.run
     run = load_run(path)
     out = export_csv(run, args.output or path / "metrics.csv")
     print(f"wrote {out} ({len(run.records)} records)")
@@ -176,21 +178,25 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--out", default="results")
     cmp.set_defaults(func=_compare)
-    train = sub.add_parser("train", help="train one run live with a progress bar; saved under --out")
+    runs_dir = dict(default="runs", help="the runs folder (default: runs)")
+    train = sub.add_parser("train", help="train one run live with a progress bar; saved under --runs-dir")
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", help="a preset name (see `bpviz presets`)")
     source.add_argument("--config", help="a RunConfig JSON file")
-    train.add_argument("--steps", type=int, default=None, help="override the number of steps")
-    train.add_argument("--out", default="runs", help="runs directory (default: runs)")
+    source.add_argument("--resume", help="a checkpoint.pt (every finished or stopped run leaves one in its folder), "
+                                         "or a run folder: go on from its step with its config")
+    train.add_argument("--steps", type=int, default=None, help="override the number of steps (with --resume: the "
+                                                               "total to reach)")
+    train.add_argument("--runs-dir", **runs_dir)
     train.set_defaults(func=_train)
     sub.add_parser("presets", help="list the presets").set_defaults(func=_presets)
     runs = sub.add_parser("runs", help="list saved runs")
-    runs.add_argument("--dir", default="runs")
+    runs.add_argument("--runs-dir", **runs_dir)
     runs.set_defaults(func=_runs)
     export = sub.add_parser("export", help="export a saved run")
-    export.add_argument("run", help="a run folder, or a run id inside --dir")
+    export.add_argument("run", help="a run folder, or a run id inside --runs-dir")
     export.add_argument("--csv", action="store_true", required=True, help="as CSV (the one format for now)")
-    export.add_argument("--dir", default="runs")
+    export.add_argument("--runs-dir", **runs_dir)
     export.add_argument("--output", default=None, help="CSV path (default: metrics.csv in the run folder)")
     export.set_defaults(func=_export)
     argv = sys.argv[1:] if argv is None else argv

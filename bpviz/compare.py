@@ -37,7 +37,8 @@ SA_SGD_VARIANTS = {"sgd": ("sgd", {}), "sa_sgd bn_weights": ("sa_sgd", {"amend":
 SIZES = {"digits": (1400, 397)}
 
 
-def _row(result: RunResult, n_classes: int, **extra) -> dict:
+def result_row(result: RunResult, n_classes: int, **extra) -> dict:
+    """One run summarised (names: ``bpviz.metrics``); ``extra`` columns first, e.g. the dataset."""
     first, last = result.records[0], result.final
     learned = last.get("train_accuracy", 1.0) >= 2.0 / n_classes
     stable = result.status == "finished" and last.get("train_loss", math.inf) < first["train_loss"] and learned
@@ -45,6 +46,9 @@ def _row(result: RunResult, n_classes: int, **extra) -> dict:
             "diverged_at": result.diverged_at, "initial_train_loss": first["train_loss"],
             "final_train_loss": last.get("train_loss", math.nan), "final_test_accuracy": last.get("test_accuracy", math.nan),
             "stable": stable}
+
+
+_row = result_row  # the old name, still imported by bpviz/lessons.py; remove once it imports result_row
 
 
 def step_size_sweep(dataset: str = "mnist1d", step_sizes=DEFAULT_STEP_SIZES, steps: int = 300, seed: int = 0,
@@ -58,7 +62,7 @@ def step_size_sweep(dataset: str = "mnist1d", step_sizes=DEFAULT_STEP_SIZES, ste
     for algorithm in algorithms:
         for lr in step_sizes:
             result = run(base.replace(optimizer=algorithm, lr=lr), data, eval_every=max(1, steps // 10))
-            rows.append(_row(result, data.n_outputs, dataset=dataset))
+            rows.append(result_row(result, data.n_outputs, dataset=dataset))
             curves[f"{algorithm} lr={lr:g}"] = result.records
     largest = {a: max((r["lr"] for r in rows if r["algorithm"] == a and r["stable"]), default=None) for a in algorithms}
     return {"kind": "step_size_sweep", "base_config": base.to_dict(), "rows": rows, "largest_stable_step": largest,
@@ -79,7 +83,7 @@ def sa_sgd_comparison(dataset: str = "digits", step_sizes=SA_SGD_STEP_SIZES, ste
             for lr in step_sizes:
                 cfg = base.replace(optimizer=optimizer, lr=lr, optimizer_options={"momentum": 0.9, **options})
                 result = run(cfg, data, eval_every=max(1, steps // 10))
-                rows.append({**_row(result, data.n_outputs, arch=arch), "algorithm": label})
+                rows.append({**result_row(result, data.n_outputs, arch=arch), "algorithm": label})
                 curves[f"{arch} {label} lr={lr:g}"] = result.records
     best: dict[str, dict | None] = {}
     for arch in ("mlp", "cnn"):

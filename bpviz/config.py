@@ -17,6 +17,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from .options import ConfigError, check_optimizer
+
 DatasetName = Literal[
     "spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d", "mnist", "cifar10"
 ]
@@ -24,10 +26,6 @@ IMAGE_DATASETS = ("digits", "mnist", "cifar10")
 Activation = Literal["tanh", "relu", "sigmoid", "linear"]
 Init = Literal["gaussian", "xavier", "kaiming", "orthogonal"]
 OptimizerName = Literal["sgd", "adam", "sa_sgd", "proxbp", "sibp"]
-
-
-class ConfigError(ValueError):
-    """An invalid run description; the message names the field and the allowed values."""
 
 
 def _bounds(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> dict:
@@ -227,6 +225,4 @@ def validate(cfg: RunConfig) -> None:
         json.dumps(cfg.optimizer_options)
     except TypeError as exc:
         raise ConfigError(f"optimizer_options: must hold JSON values only ({exc})") from None
-    from .optim import check_optimizer  # here, not at the top: optim imports this module
-
-    check_optimizer(cfg)
+    check_optimizer(cfg.optimizer, cfg.optimizer_options, arch=cfg.arch, batch_norm=cfg.batch_norm, skip=cfg.skip)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
+from . import loop
 from .backmatching import back_matching_step, back_matching_targets
 from .config import RunConfig
 from .data import DataError, Dataset, load_dataset
@@ -268,26 +269,29 @@ def train_recording(cfg: RunConfig, every: int = 10, data: Dataset | None = None
                     lr_schedule: dict[int, float] | None = None) -> dict:
     """Train ``cfg`` recording, every ``every`` steps, the batch loss, the algorithm's scalars
     (SA-SGD's ``scale/<block>``) and each block's weight norm |W_b|_F; ``lr_schedule`` maps a step to
-    a new learning rate. Ends with the train and test metrics (BN in eval mode); stops at the first
-    NaN/Inf loss."""
+    a new learning rate. Ends with the train and test metrics (BN in eval mode); stops when the
+    loop's divergence rule fires."""
     trainer = Trainer(cfg, data)
     record: dict = {"step": [], "batch_loss": [], "scalars": {}, "weight_norms": {}, "status": "finished"}
-    for step in range(1, cfg.steps + 1):
-        if lr_schedule and step in lr_schedule:
-            trainer.algorithm.set_lr(lr_schedule[step])
-        out = trainer.step()
-        if step % every and step != cfg.steps:
-            continue
-        loss = out.loss.item()
+
+    def keep(step: int, out) -> None:
         record["step"].append(step)
-        record["batch_loss"].append(loss)
+        record["batch_loss"].append(out.loss.item())
         for name, value in out.scalars.items():
             record["scalars"].setdefault(name, []).append(float(value))
         for b, block in enumerate(trainer.model.blocks):
             record["weight_norms"].setdefault(f"block {b}", []).append(block.weight.detach().norm().item())
-        if not math.isfinite(loss):
-            record["status"] = "diverged"
-            break
+
+    def schedule_lr() -> bool:
+        if lr_schedule and trainer.step_count + 1 in lr_schedule:
+            trainer.algorithm.set_lr(lr_schedule[trainer.step_count + 1])
+        return True
+
+    due = loop.every(every, cfg.steps)
+    end = loop.train_loop(trainer, cfg.steps, [loop.Hook(due, keep, on_divergence=True)], check=due,
+                          before_step=schedule_lr)
+    if end.status == "diverged":
+        record["status"] = "diverged"
     record["train"] = trainer.evaluate("train")
     record["test"] = trainer.evaluate("test")
     return record

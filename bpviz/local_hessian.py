@@ -24,7 +24,6 @@ bounds and an estimated density, and marks them so (``SpectrumStats.method``).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
@@ -33,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .krylov import NotConverged, TopEigen, block_krylov, top_eigenpairs
+from .krylov import NotConverged, TopEigen, block_krylov, top_eigenpairs  # noqa: F401 (NotConverged: re-exported)
+from .metrics import WRT, cond_name, lambda_max_name
 from .models import ACTIVATIONS, Block, BlockNet
 
-WRT = ("weight", "input")
 METHODS = ("exact", "lanczos")
 #: largest side of the one dense eigenproblem a batch-coupled (BN) input Hessian needs.
 EXACT_DENSE_MAX = 2048
@@ -110,8 +109,8 @@ def _slopes(block: Block, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor |
         if block.bn is None:
             return _per_unit(act_grad(g), block.kind), None
         y_hat, std = block.normalize(g)
-        gamma = block._channel_view(block.bn.weight)
-        c = act_grad(y_hat * gamma + block._channel_view(block.bn.bias)) * gamma / std
+        gamma = block.channel_view(block.bn.weight)
+        c = act_grad(y_hat * gamma + block.channel_view(block.bn.bias)) * gamma / std
         return _per_unit(c, block.kind), _per_unit(y_hat, block.kind)
 
 
@@ -381,6 +380,15 @@ class LocalHessianReport:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "subsampled": self.subsampled}
+
+    def named_values(self) -> dict[str, float]:
+        """Every block's kappa and lambda_max under its glossary name (``bpviz.metrics``); a bound gets
+        its own name, so a ``cond/`` number is always exact."""
+        values = {}
+        for s in self.stats:
+            values[cond_name(s.wrt, s.block, bound=s.estimated)] = s.condition_number
+            values[lambda_max_name(s.wrt, s.block, bound=s.estimated)] = s.lambda_max
+        return values
 
 
 def probe_size(model: BlockNet, x: torch.Tensor, batch_size: int, smallest: int = 32, largest: int = 64) -> int:

@@ -61,15 +61,17 @@ class Block(nn.Module):
     def affine_map(self, z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _bn_dims(self) -> tuple[int, ...]:
+    def bn_dims(self) -> tuple[int, ...]:
+        """The dimensions BatchNorm's statistics are taken over: the batch, and for conv the pixels."""
         return (0,) if self.kind == "linear" else (0, 2, 3)
 
-    def _channel_view(self, t: torch.Tensor) -> torch.Tensor:
+    def channel_view(self, t: torch.Tensor) -> torch.Tensor:
+        """A per-channel vector (BN's gamma or beta) shaped to broadcast over the affine output."""
         return t.view(1, -1) if self.kind == "linear" else t.view(1, -1, 1, 1)
 
     def normalize(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """BatchNorm with batch statistics: returns (normalised pre-activation y_hat, std s)."""
-        dims = self._bn_dims()
+        dims = self.bn_dims()
         mean = g.mean(dim=dims, keepdim=True)
         var = ((g - mean) ** 2).mean(dim=dims, keepdim=True)
         std = torch.sqrt(var + BN_EPS)
@@ -80,7 +82,7 @@ class Block(nn.Module):
         g = self.affine_map(z, self.weight if weight is None else weight)
         if self.bn is not None:
             y_hat, _ = self.normalize(g)
-            g = y_hat * self._channel_view(self.bn.weight) + self._channel_view(self.bn.bias)
+            g = y_hat * self.channel_view(self.bn.weight) + self.channel_view(self.bn.bias)
         return g
 
     def skip_map(self, z: torch.Tensor) -> torch.Tensor | None:

@@ -94,6 +94,19 @@ class SavedRun:
     def run_id(self) -> str:
         return self.path.name
 
+    @property
+    def step_sizes(self) -> list[tuple[int, float]]:
+        """(step, lr) for the start and every change: the step sizes the run really trained at
+        (``config.lr`` is only the first); runs saved before lr was recorded give the config's."""
+        changes = [(r["step"], r["lr"]) for r in self.records if "lr" in r]
+        return changes or [(0, self.config.lr)]
+
+    def describe_step_sizes(self) -> str:
+        """'lr 0.3' or 'lr 0.3→10→1', as labels and listings show it."""
+        values = [lr for _, lr in self.step_sizes]
+        distinct = [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
+        return "lr " + "→".join(f"{v:.3g}" for v in distinct)
+
 
 class RunError(ValueError):
     """A folder that is not a readable bpviz run."""

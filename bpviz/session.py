@@ -12,7 +12,6 @@ exception, message kept). ``reset`` brings any state back to idle with a fresh m
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
@@ -25,9 +24,12 @@ from typing import Any
 
 import torch
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .history import History
 from .local_hessian import local_hessian_report, probe_size
+from .loop import Hook, TimeShare, train_loop
+from .loop import every as loop_every
 from .optim.base import check_lr
 from .runs import RunWriter
 from .train import Trainer
@@ -120,7 +122,8 @@ class TrainingSession:
 
     def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, max_rate: float = 10.0,
                  loss_every: int = 10, eval_every: int = 100, hessian_share: float = 0.15,
-                 hessian_samples: int | None = None, history_points: int = 1000, train_eval_samples: int = 1024):
+                 hessian_samples: int | None = None, history_points: int = 1000, train_eval_samples: int = 1024,
+                 checkpoint: str | Path | None = None):
         self.runs_dir = runs_dir
         self.max_rate = max_rate
         self.loss_every, self.eval_every = loss_every, eval_every
@@ -132,6 +135,8 @@ class TrainingSession:
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
+        self._parked = threading.Event()  # set while the paused worker waits (touches no tensor)
+        self._checkpoint = checkpoint
         self._setup(cfg)
 
     # --- state ------------------------------------------------------------------------------
@@ -139,7 +144,8 @@ class TrainingSession:
         self.cfg = cfg
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.trainer = Trainer(cfg)
+        # from a checkpoint: the run goes on from its step, with its model, optimizer and RNG state
+        self.trainer = load_checkpoint(self._checkpoint, cfg) if self._checkpoint else Trainer(cfg)
         self.history = History(recent=self.history_points, buckets=self.history_points // 2)
         self.state = State.IDLE
         self.message = ""
@@ -148,6 +154,7 @@ class TrainingSession:
         self.writer: RunWriter | None = None
         self._pending_lr: float | None = None
         self._hessian_every: int | str = cfg.hessian_every
+        self._every_changed = False
         self._new_points: dict[str, list] = {}
         self._steps_per_s = 0.0
         self._reports = 0  # reports not yet published
@@ -184,6 +191,8 @@ class TrainingSession:
             self._require("start", State.IDLE)
             if self.runs_dir is not None:
                 self.writer = RunWriter(self.runs_dir, self.cfg)
+                if self._checkpoint is not None and self.step > 0:
+                    self.writer.append({"step": self.step, "resumed_from": str(self._checkpoint)})
             self._stop.clear()
             self._running.set()
             self._set_state(State.RUNNING)
@@ -216,8 +225,23 @@ class TrainingSession:
         self._running.set()
         self._join(timeout)
         with self._lock:
+            self._checkpoint = None
             self._setup(cfg or self.cfg)
             self._publish()
+
+    def save_checkpoint(self, path: str | Path | None = None, timeout: float = 10.0) -> Path:
+        """Model, algorithm and RNG state now (``bpviz.checkpoint``), by default as
+        ``checkpoint.pt`` in the run's folder; while paused (once the worker has parked) or ended."""
+        with self._lock:
+            self._require("save a checkpoint of", State.IDLE, State.PAUSED, State.FINISHED)
+            paused = self.state is State.PAUSED
+        if paused and not self._parked.wait(timeout):
+            raise SessionError(f"the training thread did not pause within {timeout} s")
+        if path is None:
+            if self.writer is None:
+                raise SessionError("this session writes no run folder (runs_dir=None): give a path")
+            path = self.writer.path / "checkpoint.pt"
+        return save_checkpoint(self.trainer, path)
 
     def set_lr(self, lr: float) -> None:
         """Takes effect at the next step."""
@@ -225,10 +249,11 @@ class TrainingSession:
 
     def set_hessian_every(self, every: int | str) -> None:
         """A fixed report cadence in steps, or ``"auto"`` (reports take at most ``hessian_share``
-        of the worker's time)."""
+        of the worker's time); the run's record gets the change."""
         if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"hessian_every: got {every!r}; allowed: 'auto' or an integer >= 1")
         self._hessian_every = every
+        self._every_changed = True
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker has ended (True) or ``timeout`` passes (False)."""
@@ -325,51 +350,80 @@ class TrainingSession:
                 self._set_state(State.FAILED, f"{type(exc).__name__}: {exc}")
         finally:
             if self.writer is not None:
+                if self.state is State.FINISHED:  # every finished or stopped run can be resumed
+                    try:
+                        save_checkpoint(self.trainer, self.writer.path / "checkpoint.pt")
+                    except OSError as exc:
+                        self.message = f"{self.message}; checkpoint not saved: {exc}".lstrip("; ")
                 self.writer.close(self.state.value, step=self.step, message=self.message, diverged_at=self.diverged_at)
 
     def _train(self) -> None:
+        """The engine's one loop (``bpviz.loop``) with the session's hooks: record, evaluate,
+        report, publish; between steps ``_between_steps`` applies the controls."""
         trainer, cfg = self.trainer, self.cfg
         probe = trainer.x_train[: self.probe_samples]
         self._last_publish = time.monotonic()
-        train_time = 0.0
-        next_report_at = self._hessian(probe) * (1 - self.hessian_share) / self.hessian_share
-        marks: deque[tuple[float, int]] = deque([(time.monotonic(), self.step)])  # (time, step), RATE_WINDOW long
-        while self.step < cfg.steps:
-            if self._stop.is_set():
-                break
-            if not self._running.is_set():
+        self._record({"lr": trainer.algorithm.lr})  # the step size the run starts with
+        self._share = TimeShare(self.hessian_share)
+        self._share.ran(self._hessian(probe))
+        self._marks: deque[tuple[float, int]] = deque([(time.monotonic(), self.step)])  # RATE_WINDOW long
+
+        def report_due(step: int) -> bool:
+            every = self._hessian_every
+            return self._share(step) if every == "auto" else step % every == 0
+
+        def report(step: int, result) -> None:
+            self._share.ran(self._hessian(probe))
+
+        hooks = [Hook(loop_every(self.loss_every, cfg.steps), lambda step, result: self._record_step(result),
+                      on_divergence=True),
+                 Hook(loop_every(self.eval_every, cfg.steps), lambda step, result: self._evaluate()),
+                 Hook(report_due, report),
+                 Hook(lambda step: time.monotonic() - self._last_publish >= 1.0 / self.max_rate,
+                      lambda step, result: self._publish_progress(step))]
+        end = train_loop(trainer, cfg.steps, hooks, check=loop_every(self.loss_every, cfg.steps),
+                         check_parameters=loop_every(self.eval_every, cfg.steps), before_step=self._between_steps)
+        with self._lock:
+            if end.status == "diverged":
+                self.diverged_at = end.step
+                self._set_state(State.DIVERGED, f"diverged at step {end.step}: NaN/Inf in the {end.reason}")
+            else:
+                self._set_state(State.FINISHED, "stopped" if end.status == "stopped" else "")
+
+    def _between_steps(self) -> bool:
+        """Apply the controls: stop (False ends the loop), pause (wait here), a new step size or
+        report cadence (recorded at the step it takes effect after)."""
+        if self._stop.is_set():
+            return False
+        if not self._running.is_set():
+            paused_at = time.perf_counter()
+            self._parked.set()
+            while not self._running.is_set() and not self._stop.is_set():
                 if self.writer is not None:
                     self.writer.flush()  # a paused run's records reach the disk too
                 self._running.wait(0.2)
-                marks = deque([(time.monotonic(), self.step)])  # a pause is not slow training
-                continue
-            if self._pending_lr is not None:
-                trainer.algorithm.set_lr(self._pending_lr)
-                self._pending_lr = None
-            t0 = time.perf_counter()
-            result = trainer.step()
-            step = self.step
-            if step % self.loss_every == 0 or step == cfg.steps:
-                if not self._record_step(result):
-                    return
-            if step % self.eval_every == 0 or step == cfg.steps:
-                self._evaluate()
-            train_time += time.perf_counter() - t0
-            every = self._hessian_every
-            due = (step % every == 0) if every != "auto" else train_time >= next_report_at
-            if due:
-                spent = self._hessian(probe)
-                # at most hessian_share of the worker's time goes to reports
-                next_report_at = train_time + spent * (1 - self.hessian_share) / self.hessian_share
-            now = time.monotonic()
-            if now - self._last_publish >= 1.0 / self.max_rate:
-                marks.append((now, step))
-                while len(marks) > 2 and now - marks[1][0] >= RATE_WINDOW:
-                    marks.popleft()
-                self._steps_per_s = (step - marks[0][1]) / max(now - marks[0][0], 1e-9)
-                self._publish()
-        with self._lock:
-            self._set_state(State.FINISHED, "stopped" if self._stop.is_set() and self.step < cfg.steps else "")
+            self._parked.clear()
+            self._share.paused(time.perf_counter() - paused_at)
+            self._marks = deque([(time.monotonic(), self.step)])  # a pause is not slow training
+            if self._stop.is_set():
+                return False
+        if self._pending_lr is not None:
+            lr, self._pending_lr = self._pending_lr, None
+            self.trainer.algorithm.set_lr(lr)
+            self._record({"lr": lr})
+        if self._every_changed:
+            self._every_changed = False
+            if self.writer is not None:
+                self.writer.append({"step": self.step, "hessian_every": self._hessian_every})
+        return True
+
+    def _publish_progress(self, step: int) -> None:
+        now = time.monotonic()
+        self._marks.append((now, step))
+        while len(self._marks) > 2 and now - self._marks[1][0] >= RATE_WINDOW:
+            self._marks.popleft()
+        self._steps_per_s = (step - self._marks[0][1]) / max(now - self._marks[0][0], 1e-9)
+        self._publish()
 
     def _evaluate(self) -> None:
         """Test loss and accuracy, and train accuracy on a fixed slice of the training set (the
@@ -380,9 +434,8 @@ class TrainingSession:
             values["train_accuracy"] = train["accuracy"]
         self._record(values)
 
-    def _record_step(self, result) -> bool:
-        """Read the loss (one device sync every ``loss_every`` steps); False once diverged."""
-        algo = self.trainer.algorithm
+    def _record_step(self, result) -> None:
+        """The batch loss, the algorithm's scalars and the gradient norms, read in one device sync."""
         grads = [b.weight.grad for b in self.trainer.model.blocks]
         values = {"train_loss": result.loss, **result.scalars}
         if all(g is not None for g in grads):
@@ -390,18 +443,7 @@ class TrainingSession:
         names = list(values)
         numbers = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=result.loss.device).reshape(())
                                for v in values.values()]).tolist()
-        values = dict(zip(names, numbers))
-        # NaN parameters make the next loss NaN, so the (costlier) parameter check runs less often
-        check_params = self.step % self.eval_every == 0 or self.step == self.cfg.steps
-        finite = math.isfinite(values["train_loss"]) and (not check_params or algo.parameters_finite())
-        self._record(values)
-        if not finite:
-            with self._lock:
-                self.diverged_at = self.step
-                self._set_state(State.DIVERGED, f"diverged at step {self.step}: NaN/Inf in the "
-                                + ("loss" if not math.isfinite(values["train_loss"]) else "parameters"))
-            return False
-        return True
+        self._record(dict(zip(names, numbers)))
 
     def _hessian(self, probe: torch.Tensor) -> float:
         start = time.perf_counter()

@@ -7,7 +7,6 @@ caller decides when to read the loss (every few steps), and with it when to chec
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +14,7 @@ import torch
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .device import resolve_device
+from .loop import Hook, every, train_loop
 from .models import BlockNet, build_model, network_loss
 from .optim import Algorithm, StepResult, make_algorithm
 
@@ -77,21 +77,19 @@ class RunResult:
 
 def run(cfg: RunConfig, data: Dataset | None = None, eval_every: int = 50) -> RunResult:
     """Train ``cfg.steps`` steps headless, recording the batch loss and train/test metrics every
-    ``eval_every`` steps; stops at the first NaN/Inf loss or parameter (status ``diverged``)."""
+    ``eval_every`` steps; stops when the loop's divergence rule fires (status ``diverged``)."""
     trainer = Trainer(cfg, data)
     result = RunResult(cfg=cfg)
-    result.records.append({"step": 0, **{f"{split}_{k}": v for split in ("train", "test")
-                                         for k, v in trainer.evaluate(split).items()}})
-    for step in range(1, cfg.steps + 1):
-        out = trainer.step()
-        if step % eval_every and step != cfg.steps:
-            continue
-        record = {"step": step, "batch_loss": out.loss.item()}
-        if not math.isfinite(record["batch_loss"]) or not trainer.algorithm.parameters_finite():
-            result.status, result.diverged_at = "diverged", step
-            result.records.append(record)
-            break
-        for split in ("train", "test"):
-            record.update({f"{split}_{k}": v for k, v in trainer.evaluate(split).items()})
-        result.records.append(record)
+
+    def evaluate() -> dict:
+        return {f"{split}_{k}": v for split in ("train", "test") for k, v in trainer.evaluate(split).items()}
+
+    result.records.append({"step": 0, **evaluate()})
+    schedule = every(eval_every, cfg.steps)
+    hooks = [Hook(schedule, lambda step, out: result.records.append({"step": step, "batch_loss": out.loss.item()}),
+                  on_divergence=True),
+             Hook(schedule, lambda step, out: result.records[-1].update(evaluate()))]
+    end = train_loop(trainer, cfg.steps, hooks, check=schedule)
+    if end.status == "diverged":
+        result.status, result.diverged_at = "diverged", end.step
     return result

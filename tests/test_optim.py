@@ -1,14 +1,16 @@
 import copy
+import typing
 
 import pytest
 import torch
 
-from bpviz.config import ConfigError, RunConfig
+from bpviz.config import ConfigError, OptimizerName, RunConfig
 from bpviz.data import make_circles
 from bpviz.local_hessian import local_hessian_report
 from bpviz.models import build_model, network_loss
-from bpviz.optim import ALGORITHMS, check_optimizer, make_algorithm
+from bpviz.optim import ALGORITHMS, make_algorithm
 from bpviz.optim.sa_sgd import SASGD
+from bpviz.options import ALGORITHM_OPTIONS, check_optimizer
 
 
 def problem(cfg: RunConfig, n=64, d_in=6, k=3, seed=0):
@@ -22,7 +24,9 @@ def problem(cfg: RunConfig, n=64, d_in=6, k=3, seed=0):
 
 def test_every_algorithm_is_registered_and_described():
     assert set(ALGORITHMS) == {"sgd", "adam", "sa_sgd", "proxbp", "sibp"}
+    assert list(ALGORITHMS) == list(ALGORITHM_OPTIONS) == list(typing.get_args(OptimizerName))
     for cls in ALGORITHMS.values():
+        assert cls.OPTIONS is ALGORITHM_OPTIONS[cls.name]
         assert cls.summary and all(opt.help for opt in cls.OPTIONS.values())
 
 
@@ -301,7 +305,8 @@ def test_bad_options_are_refused_when_the_config_is_made(optimizer, options, mat
 def test_unknown_algorithm_names_the_allowed_ones():
     with pytest.raises(ConfigError, match="'sgd', 'adam', 'sa_sgd', 'proxbp', 'sibp'"):
         RunConfig(optimizer="lbfgs")
-    check_optimizer(RunConfig(optimizer="sa_sgd"))
+    with pytest.raises(ConfigError, match="'sgd', 'adam', 'sa_sgd', 'proxbp', 'sibp'"):
+        check_optimizer("lbfgs", {}, arch="mlp", batch_norm=False, skip=False)
 
 
 def test_divergence_shows_in_the_result_not_a_hang():

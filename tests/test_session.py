@@ -53,6 +53,27 @@ def test_controls_from_another_thread_drive_the_state_machine():
     assert not trainer_threads()
 
 
+def test_every_step_size_change_is_recorded_with_its_step(tmp_path):
+    session = TrainingSession(RunConfig(**SMALL, steps=10**6, lr=0.05, hessian_every=10**5), runs_dir=tmp_path)
+    session.start()
+    assert wait_for(lambda: session.step > 30)
+    session.set_lr(0.5)
+    assert wait_for(lambda: session.trainer.algorithm.lr == 0.5)
+    changed_at = session.history.snapshot()["lr"]["step"][-1]
+    session.set_hessian_every(50)
+    assert wait_for(lambda: session.step > changed_at + 30)
+    session.set_lr(0.002)
+    assert wait_for(lambda: session.trainer.algorithm.lr == 0.002)
+    session.stop()
+    lr = session.history.snapshot()["lr"]
+    assert lr["value"] == [0.05, 0.5, 0.002] and lr["step"][0] == 0 and 30 < lr["step"][1] < lr["step"][2]
+    run = load_run(session.writer.path)
+    assert run.config.lr == 0.05  # how the run started; the record says what changed
+    assert run.step_sizes == list(zip(lr["step"], lr["value"]))
+    assert run.describe_step_sizes() == "lr 0.05→0.5→0.002"
+    assert [r["hessian_every"] for r in run.records if "hessian_every" in r] == [50]
+
+
 @pytest.mark.parametrize("action", ["pause", "resume", "stop"])
 def test_invalid_transitions_name_the_state(action):
     session = TrainingSession(RunConfig(**SMALL, steps=10))

@@ -9,7 +9,9 @@ pytest.importorskip("plotly")
 
 from bpviz.config import RunConfig  # noqa: E402
 from bpviz.presets import PRESETS  # noqa: E402
-from bpviz.widgets.app import Dashboard, describe_difference, shown_blocks  # noqa: E402
+from bpviz.widgets.app import Dashboard  # noqa: E402
+from bpviz.widgets.figure import shown_blocks  # noqa: E402
+from bpviz.widgets.overlays import describe_difference  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
 
@@ -155,6 +157,72 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
 def test_labels_say_what_differs():
     old, new = RunConfig(batch_norm=True, lr=0.3), RunConfig(lr=0.05)
     assert describe_difference(old, new) == "BN on, lr 0.3"
+    # the step sizes a run used (its "lr" series, where the session records one)
+    assert describe_difference(old, new, lrs=[0.3]) == "BN on, lr 0.3"
+    assert describe_difference(RunConfig(lr=0.3), RunConfig(lr=10.0), lrs=[0.3, 0.3, 10.0]) == "lr 0.3→10"
+    assert describe_difference(RunConfig(lr=0.3), RunConfig(lr=0.3), lrs=[0.3, 1.0, 0.3]) == "lr 0.3→…→0.3"
+
+
+def test_overlay_labels_use_the_runs_step_sizes_when_recorded():
+    from types import SimpleNamespace
+
+    from bpviz.widgets.overlays import Overlays
+
+    def run(history):
+        return SimpleNamespace(step=20, cfg=RunConfig(lr=0.3),
+                               history=SimpleNamespace(snapshot=lambda: history))
+
+    loss = {"train_loss": {"step": [10, 20], "value": [1.0, 0.5]}}
+    overlays = Overlays()
+    overlays.keep(run(loss), RunConfig(lr=10.0))  # no "lr" series: the label compares the configs
+    overlays.keep(run({**loss, "lr": {"step": [0, 15], "value": [0.3, 10.0]}}), RunConfig(lr=10.0))
+    assert overlays.list.options == ("lr 0.3", "lr 0.3→10")
+    assert list(overlays.items[1].series["train loss"][1]) == [1.0, 0.5]
+
+
+def test_controls_are_generated_from_the_configs_fields(monkeypatch):
+    import dataclasses
+    import typing
+
+    import ipywidgets as W
+
+    from bpviz.widgets import controls
+
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    hints = typing.get_type_hints(RunConfig)
+    form = controls.ConfigControls(RunConfig(), on_edit=lambda *a: None, on_option=lambda *a: None)
+    w = form.widgets
+    assert (w["width"].min, w["width"].max) == (fields["width"].metadata["lo"], fields["width"].metadata["hi"]) \
+        == (1, 4096)
+    assert (w["depth"].min, w["depth"].max) == (1, 100) and w["n_train"].min == 1
+    literals = [n for n in w if typing.get_origin(hints[n]) is typing.Literal]
+    assert {"dataset", "arch", "activation", "init", "bias_init", "dtype"} <= set(literals)
+    for name in literals:
+        unavailable = controls.UNAVAILABLE.get(name, ())
+        assert tuple(w[name].options) == tuple(c for c in typing.get_args(hints[name]) if c not in unavailable)
+    assert all(isinstance(w[n], W.Checkbox) for n in w if hints[n] is bool) and "batch_norm" in w
+    assert isinstance(w["lr"], W.FloatLogSlider)  # an override
+    assert not set(w) & set(controls.SERVER_ONLY + controls.WITHOUT_CONTROL)
+    assert set(w) | set(controls.SERVER_ONLY + controls.WITHOUT_CONTROL) == set(fields)
+    monkeypatch.setattr(controls, "SERVER_ONLY", controls.SERVER_ONLY + ("seed",))
+    form = controls.ConfigControls(RunConfig(), on_edit=lambda *a: None, on_option=lambda *a: None)
+    assert "seed" not in form.widgets  # a field the page may not set gets no control
+
+
+def test_the_state_is_the_config_and_the_controls_show_it(app):
+    a = app("dataset=xor&depth=3&width=8")
+    assert a.cfg.depth == 3 and a.session.cfg is a.cfg
+    a.form.show(a.cfg.replace(width=7))  # the width box shows 7, but no one edited the settings
+    a.controls["depth"].value = 5
+    assert wait_for(lambda: a.cfg.depth == 5 and a.session.cfg is a.cfg)
+    assert "depth=5" in a.share.value and '"depth": 5' in a.json.value
+    assert a.cfg.width == 8 and a.controls["width"].value == 8  # not read back from the controls
+    a.controls["lr"].value = 0.2  # a live setting: the same run, a new state
+    assert wait_for(lambda: a.cfg.lr == 0.2 and "lr=0.2" in a.share.value)
+    assert a.session.lr == 0.2 and a.session.cfg.depth == 5
+    a.controls["arch"].value = "cnn"  # refused (no image dataset): the message names the field
+    assert wait_for(lambda: "arch" in a.message.value and a.controls["arch"].value == "mlp")
+    assert a.cfg.arch == "mlp"
 
 
 def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
@@ -228,7 +296,7 @@ def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
 
     import plotly.graph_objects as go
 
-    from bpviz.widgets.app import LockedFigureWidget
+    from bpviz.widgets.figure import LockedFigureWidget
 
     class Comm:
         kernel = object()
@@ -269,7 +337,7 @@ def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
 
 
 def test_page_flow_holds_updates_the_page_has_not_taken():
-    from bpviz.widgets.app import PageFlow
+    from bpviz.widgets.flow import PageFlow
 
     flow = PageFlow(in_flight=2, timeout=0.5)
     flow.sent(), flow.sent(), flow.sent()
@@ -359,3 +427,19 @@ def test_warm_up_trains_and_leaves_no_widgets_and_no_files(monkeypatch, tmp_path
     assert list(tmp_path.iterdir()) == []
     (s,) = sessions
     assert s.state.value == "finished" and s.step == 30 and s.report is not None
+
+
+def test_a_saved_run_resumes_from_its_checkpoint_in_the_page(app):
+    a = app("dataset=xor&depth=2&width=8&steps=120&lr=0.05")
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "finished", timeout=60)
+    first = a.session.writer.path.name
+    assert wait_for(lambda: any(v == first for _, v in a.saved_runs.options))
+    label = next(text for text, v in a.saved_runs.options if v == first)
+    assert "finished, lr 0.05" in label
+    a.saved_runs.value = first
+    a.resume_run_btn.click()
+    assert wait_for(lambda: a.session.step == 120 and a.session.cfg.steps == 240)
+    assert wait_for(lambda: "resumed" in a.message.value and "at step 120" in a.message.value)
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "finished" and a.session.step == 240, timeout=60)

@@ -3,8 +3,9 @@
 ``algo = make_algorithm(cfg, model)``; ``result = algo.step(x, y)``; ``algo.set_lr(lr)`` at any time.
 Like ``torch.optim`` an algorithm owns its state and updates the model in place; unlike it, ``step``
 takes the batch, because the papers' algorithms (ProxBP, SIBP, SA-SGD) need the forward pass itself.
-Options are declared per algorithm (``OPTIONS``) and checked before training: unknown names and bad
-values raise :class:`~bpviz.config.ConfigError` naming what is allowed.
+Options are declared per algorithm (``OPTIONS``, taken from :mod:`bpviz.options`, which a config is
+checked against when it is made): unknown names and bad values raise :class:`~bpviz.config.ConfigError`
+naming what is allowed.
 """
 
 from __future__ import annotations
@@ -15,34 +16,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..config import ConfigError, RunConfig
 from ..models import BlockNet
-
-
-@dataclass(frozen=True)
-class Option:
-    """One hyperparameter of an algorithm: its default, type, allowed values or range, meaning."""
-
-    default: Any
-    help: str
-    choices: tuple | None = None
-    lo: float | None = None
-    hi: float | None = None
-
-    def check(self, algorithm: str, name: str, value: Any) -> Any:
-        where = f"optimizer_options.{name} (optimizer {algorithm!r})"
-        kind = type(self.default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not kind:
-            raise ConfigError(f"{where}: got {value!r}; allowed: a {kind.__name__}")
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"{where}: got {value!r}; allowed: one of {', '.join(map(repr, self.choices))}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value) or (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-                bounds = " and ".join(s for s in (self.lo is not None and f">= {self.lo}", self.hi is not None and f"<= {self.hi}") if s)
-                raise ConfigError(f"{where}: got {value!r}; allowed: a finite number {bounds}".rstrip())
-        return value
+from ..options import ConfigError, Option, resolve_options
 
 
 @dataclass
@@ -64,15 +39,15 @@ class Algorithm:
     name: ClassVar[str]
     summary: ClassVar[str]
     OPTIONS: ClassVar[dict[str, Option]] = {}
+    #: the names (glossary patterns, see bpviz.metrics) that ``step`` may report in ``StepResult.scalars``
+    SCALARS: ClassVar[tuple[str, ...]] = ()
+    #: the torch.optim optimizer an algorithm steps with, if any (its state is part of a checkpoint)
+    optimizer: torch.optim.Optimizer | None = None
 
     def __init__(self, model: BlockNet, lr: float, **options: Any):
         self.model = model
         self.options = resolve_options(self.name, self.OPTIONS, options)
         self._lr = check_lr(lr)
-
-    @classmethod
-    def check_config(cls, cfg: RunConfig) -> None:
-        """Raise ConfigError when this algorithm cannot train the model ``cfg`` describes."""
 
     @property
     def lr(self) -> float:
@@ -85,6 +60,19 @@ class Algorithm:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """What continuing this algorithm exactly needs besides the model (as ``torch.optim``'s):
+        the step size and the optimizer's state (momentum buffers, Adam's moments)."""
+        state: dict[str, Any] = {"lr": self._lr}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_lr(state["lr"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
     def parameters_finite(self) -> bool:
         """One device sync for all parameters together."""
         return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
@@ -95,11 +83,3 @@ def check_lr(lr: float) -> float:
         raise ConfigError(f"lr: got {lr!r}; allowed: a finite number > 0")
     return float(lr)
 
-
-def resolve_options(algorithm: str, schema: dict[str, Option], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults filled in, every given option checked; unknown names list the allowed ones."""
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        allowed = ", ".join(schema) or "none"
-        raise ConfigError(f"optimizer_options: unknown option(s) {unknown} for optimizer {algorithm!r}; allowed: {allowed}")
-    return {name: opt.check(algorithm, name, given.get(name, opt.default)) for name, opt in schema.items()}

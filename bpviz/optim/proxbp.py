@@ -12,65 +12,18 @@ where it applies (the CG stopping rule, the head's step size, the ``tau`` option
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..config import ConfigError, RunConfig
 from ..models import BlockNet, LinearBlock, network_loss
-from .base import Algorithm, Option, StepResult
-
-_PLAIN_MLP_ONLY = (
-    "{algo} is defined only for plain MLPs (Linear blocks followed by an elementwise activation): "
-    "its layer-wise proximal problems assume each block is an affine map followed by an elementwise "
-    "activation, with no coupling between samples and no extra path around the block. {why}"
-)
-
-
-@dataclass(frozen=True)
-class OpenOption(Option):
-    """An :class:`Option` whose numeric bounds may be strict (``open_lo``: value > lo, ``open_hi``: value < hi)."""
-
-    open_lo: bool = False
-    open_hi: bool = False
-
-    def check(self, algorithm: str, name: str, value: Any) -> Any:
-        try:
-            value = super().check(algorithm, name, value)
-            bad = ((self.open_lo and self.lo is not None and value <= self.lo)
-                   or (self.open_hi and self.hi is not None and value >= self.hi))
-        except ConfigError as exc:
-            if "allowed: a finite number" not in str(exc):
-                raise
-            bad = True
-        if bad:
-            lo = None if self.lo is None else f"{'>' if self.open_lo else '>='} {self.lo}"
-            hi = None if self.hi is None else f"{'<' if self.open_hi else '<='} {self.hi}"
-            bounds = " and ".join(s for s in (lo, hi) if s)
-            raise ConfigError(
-                f"optimizer_options.{name} (optimizer {algorithm!r}): got {value!r}; allowed: a finite number {bounds}"
-            ) from None
-        return value
-
-
-def refuse_non_mlp_config(algo: str, cfg: RunConfig) -> None:
-    """ConfigError (saying why) unless ``cfg`` describes a plain MLP: no conv, no BatchNorm, no skips."""
-    if cfg.arch == "cnn":
-        why = "arch 'cnn' has convolution blocks (and a pooled head); use arch 'mlp'."
-    elif cfg.batch_norm:
-        why = ("batch_norm=True: BatchNorm couples the samples of a batch, so a block is no longer "
-               "'affine then elementwise activation' sample by sample; set batch_norm to false.")
-    elif cfg.skip:
-        why = ("skip=True: a skip connection adds the block input to its output, which the layer-wise "
-               "fit of the block's output does not model; set skip to false.")
-    else:
-        return
-    raise ConfigError(f"optimizer {algo!r}: " + _PLAIN_MLP_ONLY.format(algo=algo, why=why))
+from ..options import ALGORITHM_OPTIONS, not_a_plain_mlp
+from .base import Algorithm, StepResult
 
 
 def refuse_non_mlp_model(algo: str, model: BlockNet) -> None:
-    """The same refusal for a model handed over directly (not built from a checked config)."""
+    """ConfigError (saying why) unless ``model`` is a plain MLP: a model handed over directly was not
+    built from a checked config (:func:`bpviz.options.check_optimizer` refuses such configs)."""
     for i, block in enumerate(model.blocks):
         if not isinstance(block, LinearBlock):
             why = f"block {i} is a {type(block).__name__}, not a LinearBlock."
@@ -80,10 +33,9 @@ def refuse_non_mlp_model(algo: str, model: BlockNet) -> None:
             why = f"block {i} has a skip connection, which the layer-wise fit does not model."
         else:
             continue
-        raise ConfigError(f"optimizer {algo!r}: " + _PLAIN_MLP_ONLY.format(algo=algo, why=why))
+        raise not_a_plain_mlp(algo, why)
     if model.head.pool:
-        raise ConfigError(f"optimizer {algo!r}: " + _PLAIN_MLP_ONLY.format(
-            algo=algo, why="the head pools a convolutional feature map."))
+        raise not_a_plain_mlp(algo, "the head pools a convolutional feature map.")
 
 
 def with_ones(a: torch.Tensor) -> torch.Tensor:
@@ -132,7 +84,7 @@ class ProxBP(Algorithm):
     3×16 tanh, τ_θ = 1e6): float64 stays finite but the loss jumps to ~1e5–1e7; in float32 the
     Cholesky factorisation fails (``factor_failed`` > 0) and the parameters become NaN.
 
-    Refuses conv blocks, BatchNorm and skip connections (see ``check_config``).
+    Refuses conv blocks, BatchNorm and skip connections (configs: ``bpviz.options``; models: here).
     Scalars: ``cg_residual`` (solver "cg": the largest relative residual ‖r‖/‖∇‖ over blocks) and
     ``factor_failed`` (solver "exact": how many Cholesky factorisations failed, which happens only
     when AᵀA + I/τ_θ is numerically singular, e.g. a huge τ_θ in float32; the update is then NaN).
@@ -140,15 +92,8 @@ class ProxBP(Algorithm):
 
     name = "proxbp"
     summary = "proximal back-propagation (ProxProp): implicit steps on the affine maps of an MLP"
-    OPTIONS = {
-        "tau": OpenOption(1.0, "explicit step size on the pre-activations z (the official code uses 1)",
-                          lo=0.0, open_lo=True),
-        "solver": Option("exact", "proximal solve: exact Cholesky, or a few conjugate-gradient steps",
-                         choices=("exact", "cg")),
-        "cg_iters": Option(3, "conjugate-gradient iterations per block (solver 'cg')", lo=1),
-        "momentum": OpenOption(0.0, "heavy-ball momentum of the wrapper SGD", lo=0.0, hi=1.0, open_hi=True),
-        "nesterov": Option(False, "Nesterov momentum in the wrapper SGD (needs momentum > 0)"),
-    }
+    OPTIONS = ALGORITHM_OPTIONS["proxbp"]
+    SCALARS = ("cg_residual", "factor_failed")
 
     def __init__(self, model: BlockNet, lr: float, **options: Any):
         super().__init__(model, lr, **options)
@@ -156,10 +101,6 @@ class ProxBP(Algorithm):
         o = self.options
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=o["momentum"],
                                          nesterov=o["nesterov"] and o["momentum"] > 0)
-
-    @classmethod
-    def check_config(cls, cfg: RunConfig) -> None:
-        refuse_non_mlp_config(cls.name, cfg)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         model = self.model

@@ -29,30 +29,23 @@ recomputing them every step would cost more than the SGD step itself on small ne
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import scale_name
 from ..models import ACTIVATIONS, Block, Head
-from .base import Option
+from ..options import ALGORITHM_OPTIONS
 from .sgd import SGD
 
 
 class SASGD(SGD):
     name = "sa_sgd"
     summary = "scale-amended SGD: per-block learning rates from scalar local Hessians (reconstructed)"
-    OPTIONS = {
-        **SGD.OPTIONS,
-        "amend": Option("bn_weights", "which tensors are amended: the weights followed by BN (sigma^2/gamma^2), "
-                        "every tensor (trace scalars), or only the head (ablation)",
-                        choices=("bn_weights", "all", "head")),
-        "granularity": Option("block", "one scale per block, or one per output channel", choices=("block", "channel")),
-        "statistics": Option("batch", "scalars from this batch, or a running EMA of them", choices=("batch", "running")),
-        "ema": Option(0.9, "EMA momentum when statistics='running'", lo=0.0, hi=1.0),
-        "normalize": Option(True, "divide the scales by their geometric mean, so lr keeps SGD's meaning"),
-        "refresh_every": Option(20, "recompute the scalars every N steps (they drift slowly); reuse them between", lo=1),
-    }
+    OPTIONS = ALGORITHM_OPTIONS["sa_sgd"]
+    SCALARS = ("scale/{block}", "scale/head")
 
     def __init__(self, model, lr, **options):
         super().__init__(model, lr, **options)
@@ -110,8 +103,8 @@ class SASGD(SGD):
             slope = act_grad(g)
             return slope, None, slope
         y_hat, std = block.normalize(g)
-        gamma = block._channel_view(block.bn.weight.detach())
-        slope = act_grad(y_hat * gamma + block._channel_view(block.bn.bias.detach()))
+        gamma = block.channel_view(block.bn.weight.detach())
+        slope = act_grad(y_hat * gamma + block.channel_view(block.bn.bias.detach()))
         return slope, y_hat, slope * gamma / std
 
     def _block_scalars(self, block: Block, z: torch.Tensor, g: torch.Tensor) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
@@ -193,7 +186,7 @@ class SASGD(SGD):
             if block.bn is None:
                 continue
             g = self._captured[i][1]
-            var = g.var(dim=block._bn_dims(), correction=0) + block.bn.eps
+            var = g.var(dim=block.bn_dims(), correction=0) + block.bn.eps
             if self.options["statistics"] == "running" and i in self._running_var:
                 var = m * self._running_var[i] + (1 - m) * var
             self._running_var[i] = var
@@ -221,6 +214,26 @@ class SASGD(SGD):
             return {head.weight: scales[head.weight], head.bias: scales[head.bias]}
         return scales
 
+    # --- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """SGD's state plus the scales in use, the running statistics and the refresh counter;
+        tensors are keyed by the parameter's index in ``model.parameters()``."""
+        index = {p: i for i, p in enumerate(self.model.parameters())}
+        running = None if self._running is None else [({index[p]: b for p, b in betas.items()}, alpha)
+                                                      for betas, alpha in self._running]
+        return {**super().state_dict(), "steps": self._steps, "scales": {index[p]: s for p, s in self._scales.items()},
+                "running": running, "running_var": dict(self._running_var)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        params = list(self.model.parameters())
+        self._steps = state["steps"]
+        self._scales = {params[i]: s for i, s in state["scales"].items()}
+        self._views = [s.view(-1, *([1] * (p.dim() - 1))) if s.dim() else s for p, s in self._scales.items()]
+        self._running = None if state["running"] is None else [({params[i]: b for i, b in betas.items()}, alpha)
+                                                                for betas, alpha in state["running"]]
+        self._running_var = dict(state["running_var"])
+
     # --- the step -----------------------------------------------------------------------------
     def amend_gradients(self) -> None:
         if self._steps % self.options["refresh_every"] == 0:
@@ -240,6 +253,6 @@ class SASGD(SGD):
     def scalars(self) -> dict[str, torch.Tensor]:
         """The weight scale of every block, and the head's (1 where not amended): what the dashboard plots."""
         weights = [b.weight for b in self.model.blocks] + [self.model.head.linear.weight]
-        names = [f"scale/{b}" for b in range(len(weights) - 1)] + ["scale/head"]
+        names = [scale_name(b) for b in range(len(weights) - 1)] + [scale_name("head")]
         one = weights[0].new_ones(())
         return {name: self._scales[w].detach().mean() if w in self._scales else one for name, w in zip(names, weights)}

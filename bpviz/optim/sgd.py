@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..models import network_loss
-from .base import Algorithm, Option, StepResult
+from ..options import ALGORITHM_OPTIONS
+from .base import Algorithm, StepResult
 
 
 class TorchOptimizer(Algorithm):
@@ -41,11 +42,7 @@ class TorchOptimizer(Algorithm):
 class SGD(TorchOptimizer):
     name = "sgd"
     summary = "stochastic gradient descent (torch.optim.SGD)"
-    OPTIONS = {
-        "momentum": Option(0.0, "heavy-ball momentum", lo=0.0, hi=1.0),
-        "nesterov": Option(False, "Nesterov momentum (needs momentum > 0)"),
-        "weight_decay": Option(0.0, "L2 penalty added to the gradient", lo=0.0),
-    }
+    OPTIONS = ALGORITHM_OPTIONS["sgd"]
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         o = self.options
@@ -56,12 +53,7 @@ class SGD(TorchOptimizer):
 class Adam(TorchOptimizer):
     name = "adam"
     summary = "Adam (torch.optim.Adam)"
-    OPTIONS = {
-        "beta1": Option(0.9, "first-moment decay", lo=0.0, hi=1.0),
-        "beta2": Option(0.999, "second-moment decay", lo=0.0, hi=1.0),
-        "eps": Option(1e-8, "denominator guard", lo=0.0),
-        "weight_decay": Option(0.0, "L2 penalty added to the gradient", lo=0.0),
-    }
+    OPTIONS = ALGORITHM_OPTIONS["adam"]
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         o = self.options

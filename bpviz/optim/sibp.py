@@ -15,14 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig
 from ..models import ACTIVATIONS, BlockNet, network_loss
-from .base import Algorithm, Option, StepResult
-from .proxbp import OpenOption, refuse_non_mlp_config, refuse_non_mlp_model
+from ..options import ALGORITHM_OPTIONS
+from .base import Algorithm, StepResult
+from .proxbp import refuse_non_mlp_model
 from .sibp_solvers import (FletcherReevesArmijo, authors_prox, derivative, gauss_newton_hidden_prox,
                            gauss_newton_output_prox)
-
-SOLVERS = ("authors", "gauss_newton")
 
 
 class SIBP(Algorithm):
@@ -64,27 +62,12 @@ class SIBP(Algorithm):
 
     name = "sibp"
     summary = "semi-implicit back-propagation: proximal layer updates, differences propagated through new weights"
-    OPTIONS = {
-        "solver": Option("authors", "prox solver: the authors' FR-CG + Armijo, or bpviz's Gauss-Newton/CG",
-                         choices=SOLVERS),
-        "lam": OpenOption(1.0, "proximal weight λ (prox step size 1/λ); authors' default 1", lo=0.0, hi=1e12,
-                          open_lo=True),
-        "fr_iters": Option(5, "authors' solver: Fletcher-Reeves iterations per W or b solve (authors: 5)", lo=1, hi=100),
-        "armijo_rho": OpenOption(0.6, "authors' solver: backtracking factor ρ (authors: 0.6)", lo=0.0, hi=1.0,
-                                 open_lo=True, open_hi=True),
-        "armijo_sigma": OpenOption(0.1, "authors' solver: Armijo sufficient-decrease constant σ (authors: 0.1)",
-                                   lo=0.0, hi=1.0, open_lo=True, open_hi=True),
-        "inner_iters": Option(1, "gauss_newton solver: Gauss-Newton iterations per hidden layer", lo=1, hi=100),
-        "cg_iters": Option(2, "gauss_newton solver: conjugate-gradient iterations per Gauss-Newton step", lo=1, hi=1000),
-    }
+    OPTIONS = ALGORITHM_OPTIONS["sibp"]
+    SCALARS = ("fr_applied", "cg_residual", "gn_step", "factor_failed")
 
     def __init__(self, model: BlockNet, lr: float, **options: Any):
         super().__init__(model, lr, **options)
         refuse_non_mlp_model(self.name, model)
-
-    @classmethod
-    def check_config(cls, cfg: RunConfig) -> None:
-        refuse_non_mlp_config(cls.name, cfg)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         model = self.model

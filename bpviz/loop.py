@@ -1,0 +1,100 @@
+"""The one training loop: step, apply the one divergence rule, run what is due.
+
+Everything that trains — the live session, ``train.run`` behind ``bpviz compare`` and ``bpviz train``,
+the lesson helpers, the CLI demo — calls :func:`train_loop`. What differs between them is what they
+do around the steps, which they hand in as hooks, each with its own schedule (a callable: step ->
+due?), as Cockpit does with its instruments; the loop itself knows no cadence, clock or display.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .optim import Algorithm, StepResult
+
+if TYPE_CHECKING:  # train.py builds on this module
+    from .train import Trainer
+
+Schedule = Callable[[int], bool]
+
+
+def every(n: int, last: int | None = None) -> Schedule:
+    """Due every ``n`` steps, and at step ``last`` (the run's final step, so it is never missed)."""
+    return lambda step: step % n == 0 or step == last
+
+
+@dataclass
+class Hook:
+    """Something to do after a step when ``due(step)``: ``run(step, result)``. On the step that
+    diverged only hooks with ``on_divergence`` run (recording the NaN loss is truthful; evaluating
+    or analysing a NaN network would plot numbers that mean nothing)."""
+
+    due: Schedule
+    run: Callable[[int, StepResult], None]
+    on_divergence: bool = False
+
+
+@dataclass
+class LoopEnd:
+    """How a loop ended: ``finished`` (reached its step), ``stopped`` (``before_step`` said so) or
+    ``diverged`` at ``step``, ``reason`` then being ``"loss"`` or ``"parameters"``."""
+
+    status: str
+    step: int
+    reason: str = ""
+
+
+def divergence(loss: float, algorithm: Algorithm, check_parameters: bool) -> str:
+    """The one divergence rule: a NaN/Inf batch loss, or a NaN/Inf parameter (checked less often:
+    it reads every parameter; a NaN parameter makes the next loss NaN anyway). "" when neither."""
+    if not math.isfinite(loss):
+        return "loss"
+    if check_parameters and not algorithm.parameters_finite():
+        return "parameters"
+    return ""
+
+
+def train_loop(trainer: "Trainer", until: int, hooks: Sequence[Hook] = (), *, check: Schedule,
+               check_parameters: Schedule | None = None, before_step: Callable[[], bool] | None = None) -> LoopEnd:
+    """Train until ``trainer.step_count == until``. After each step: on ``check`` steps read the
+    batch loss (one device sync) and apply :func:`divergence` (parameters too on ``check_parameters``
+    steps), then run every due hook in order (on a diverged step only the ``on_divergence`` ones)
+    and stop if it diverged. ``before_step`` runs first each time; False stops the loop."""
+    check_parameters = check_parameters or check
+    while trainer.step_count < until:
+        if before_step is not None and not before_step():
+            return LoopEnd("stopped", trainer.step_count)
+        result = trainer.step()
+        step = trainer.step_count
+        reason = divergence(float(result.loss), trainer.algorithm, check_parameters(step)) if check(step) else ""
+        for hook in hooks:
+            if (hook.on_divergence or not reason) and hook.due(step):
+                hook.run(step, result)
+        if reason:
+            return LoopEnd("diverged", step, reason)
+    return LoopEnd("finished", trainer.step_count)
+
+
+class TimeShare:
+    """A schedule that keeps a costly hook (the local-Hessian report) at most ``share`` of the time:
+    after a run that took s seconds it is due again once s (1 - share) / share seconds have passed,
+    not counting the time a caller reports as paused."""
+
+    def __init__(self, share: float):
+        self.share = share
+        self._since = time.perf_counter()
+        self._wait = 0.0
+
+    def __call__(self, step: int) -> bool:
+        return time.perf_counter() - self._since >= self._wait
+
+    def ran(self, seconds: float) -> None:
+        self._since = time.perf_counter()
+        self._wait = seconds * (1 - self.share) / self.share
+
+    def paused(self, seconds: float) -> None:
+        self._since += seconds

@@ -1,0 +1,291 @@
+"""The app's one plotly figure: its panels declared as data, its traces, and what they draw.
+
+Each panel says where it sits, its axes, and its series: the current run's, one trace per shown
+block (``key`` holds ``{block}``), and those of earlier runs drawn behind them. Traces are named
+``"train loss"``, ``"κ input · block 3"``, ``"<overlay label> · train loss"``; the browser tests
+read the page's traces by these names. A κ the local-Hessian report could only bound is drawn as
+open triangles with "κ ≥" in its hover, and the note above the figure says which blocks.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Collection, Sequence
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+if TYPE_CHECKING:
+    from bpviz.session import TrainingSession
+
+    from .overlays import Overlay
+
+MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
+MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
+MARKERS_BELOW = 30  # a trace with fewer points also shows markers
+TRAIN, TEST = "#1f77b4", "#ff7f0e"  # the same colours in both panels
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def downsample(steps: Sequence, values: Sequence, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most n points, evenly spread, last point kept; float32 so plotly sends binary buffers."""
+    x, y = np.asarray(steps, np.float32), np.asarray(values, np.float32)
+    if len(x) > n:
+        idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(int))
+        x, y = x[idx], y[idx]
+    return x, y
+
+
+def shown_blocks(depth: int) -> list[int]:
+    """Which blocks get their own traces: all of a shallow net, an even spread of a deep one."""
+    return sorted(set(np.linspace(0, depth - 1, min(depth, MAX_BLOCK_TRACES)).round().astype(int).tolist()))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One trace of the current run (per shown block if it is a panel's ``per_block``)."""
+
+    name: str
+    key: str | None  # the history series ("{block}" filled in); None: the report's spectrum
+    colour: str | None = None  # per-block series take their block's colour
+    dash: str | None = None
+    legend: bool = True  # per block: one series per panel lists the blocks
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    cell: tuple[int, int]
+    x_title: str
+    y_title: str
+    y_type: str = "linear"
+    series: tuple[Series, ...] = ()
+    per_block: tuple[Series, ...] = ()
+    overlays: tuple[str, ...] = ()  # the earlier runs' series drawn here
+    y_axis: dict = field(default_factory=dict)
+    notes: tuple[dict, ...] = ()  # annotations, positioned in the panel
+
+
+PANELS = (
+    Panel("loss", (1, 1), "step", "loss (log)", "log",
+          series=(Series("train loss", "train_loss", TRAIN), Series("test loss", "test_loss", TEST)),
+          overlays=("train loss",)),
+    # accuracy autoranges (0.95-0.98 stays readable) but never past [0, 1], nor to -1..4 while empty
+    Panel("accuracy", (1, 2), "step", "accuracy",
+          series=(Series("train accuracy", "train_accuracy", TRAIN), Series("test accuracy", "test_accuracy", TEST)),
+          overlays=("test accuracy",), y_axis=dict(autorangeoptions=dict(clipmin=0, clipmax=1.02))),
+    # the legend lists the input-Hessian traces; the note says what the dotted ones are
+    Panel("condition number κ of local Hessians", (2, 1), "step", "κ = λmax/λmin>0 (log)", "log",
+          per_block=(Series("κ input", "cond/input/{block}"),
+                     Series("κ weight", "cond/weight/{block}", dash="dot", legend=False)),
+          overlays=("κ input · mean",),
+          notes=(dict(text="── input   ····· weight", x=0.01, y=0.99, xanchor="left", yanchor="top",
+                      font=dict(size=10, color="#444"), bgcolor="rgba(255,255,255,0.7)"),)),
+    Panel("input-Hessian spectrum now", (2, 2), "log10 eigenvalue (0 = ideal, λ = 1)", "number of eigenvalues",
+          per_block=(Series("spectrum input", None, legend=False),)),
+    Panel("gradient norm per block", (3, 1), "step", "‖∂loss/∂W‖ (log)", "log",
+          per_block=(Series("grad norm", "grad_norm/{block}", legend=False),)),
+    Panel("SA-SGD scale per block", (3, 2), "step", "scale (log)", "log",
+          per_block=(Series("scale", "scale/{block}", legend=False),),
+          notes=(dict(text="SA-SGD's scales show<br>when the optimizer is sa_sgd", name="sa-sgd-hint", x=0.5, y=0.5,
+                      font=dict(size=11, color="#777")),)),
+)
+ROWS, COLS = max(p.cell[0] for p in PANELS), max(p.cell[1] for p in PANELS)
+
+
+class LockedFigureWidget(go.FigureWidget):
+    """A FigureWidget that the app thread changes only while no page message is being applied.
+
+    Applying a page message holds trait notifications, and traitlets merges the changes made
+    meanwhile, from any thread: plotly's ``_py2js_update = message; _py2js_update = None`` from the
+    app thread would reach the page as None, and that update would be lost."""
+
+    def __init__(self, *args, **kwargs):
+        self._state_lock = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    def set_state(self, sync_data: dict) -> None:
+        with self._state_lock:
+            super().set_state(sync_data)
+
+    def changing(self):
+        """Hold this while changing the figure (around ``batch_update``)."""
+        return self._state_lock
+
+
+def _layout() -> go.Figure:
+    titles = [next((p.title for p in PANELS if p.cell == (r, c)), "") for r in range(1, ROWS + 1)
+              for c in range(1, COLS + 1)]
+    fig = make_subplots(rows=ROWS, cols=COLS, subplot_titles=titles, vertical_spacing=0.09, horizontal_spacing=0.13)
+    fig.update_layout(height=820, margin=dict(l=50, r=10, t=40, b=40), uirevision="keep",
+                      legend=dict(font=dict(size=10)), hovermode="closest")
+    for p in PANELS:
+        r, c = p.cell
+        fig.update_xaxes(title_text=p.x_title, row=r, col=c)
+        fig.update_yaxes(title_text=p.y_title, type=p.y_type, row=r, col=c, **p.y_axis)
+        axis = (r - 1) * COLS + c
+        ref = "" if axis == 1 else str(axis)
+        for note in p.notes:
+            fig.add_annotation(**{"xref": f"x{ref} domain", "yref": f"y{ref} domain", "showarrow": False, **note})
+    return fig
+
+
+def _hover(name: str, extra: str) -> str:
+    return f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(extra)}</extra>"
+
+
+class Figure:
+    """The one figure of the app, reused for every run (each FigureWidget ships megabytes to the
+    browser and is never freed), with the note on the local Hessians above it."""
+
+    def __init__(self) -> None:
+        self.widget = LockedFigureWidget(_layout())
+        self.widget.add_class("bpviz-figure")
+        self.box = W.Box([self.widget], layout=W.Layout(width="100%"))
+        self.box.add_class("bpviz-plot")
+        self.note = W.HTML()
+        self.note.add_class("bpviz-hessian-note")
+        self._session: TrainingSession | None = None
+        self._keys: dict[str, str] = {}  # trace name -> history series
+        self._spectra: dict[int, str] = {}  # block -> its spectrum's trace
+        self._overlay_of: dict[str, str] = {}  # trace name -> overlay label
+        self._pushed: dict[str, object] = {}  # what each trace last got, so unchanged ones are not sent
+        self._bounded: set[str] = set()
+
+    def new_run(self, session: TrainingSession, overlays: Sequence[Overlay], shown: Collection[str]) -> None:
+        """Traces for a new run (and the overlays), and the note on its local Hessians."""
+        self._session = session
+        self._bounded = set()
+        self.rebuild(overlays, shown)
+        self._describe()
+
+    def rebuild(self, overlays: Sequence[Overlay], shown: Collection[str]) -> None:
+        """One set of traces for the current run (per shown block) plus the overlays."""
+        cfg = self._session.cfg
+        blocks = shown_blocks(cfg.depth)
+        self._keys, self._spectra, self._overlay_of, self._pushed = {}, {}, {}, {}
+        empty = np.zeros(0, np.float32)
+        traces = []
+        for p in PANELS:
+            for s in p.series:
+                self._keys[s.name] = s.key
+                traces.append((p, s.name, dict(color=s.colour), True))
+        for i, b in enumerate(blocks):
+            for p in PANELS:
+                for s in p.per_block:
+                    name = f"{s.name} · block {b}"
+                    if s.key is None:
+                        self._spectra[b] = name
+                    else:
+                        self._keys[name] = s.key.format(block=b)
+                    traces.append((p, name, dict(color=PALETTE[i % len(PALETTE)], dash=s.dash), s.legend))
+        with self.widget.changing():
+            with self.widget.batch_update():
+                self.widget.data = []
+                for p, name, line, legend in traces:
+                    self.widget.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
+                                                     marker=dict(size=5), legendgroup=name.split(" · ")[-1],
+                                                     showlegend=legend, hovertemplate=_hover(name, "current run")),
+                                          row=p.cell[0], col=p.cell[1])
+                for ov in overlays:
+                    for p in PANELS:
+                        for key in p.overlays:
+                            name = f"{ov.label} · {key}"
+                            self._overlay_of[name] = ov.label
+                            x, y = ov.series.get(key, (empty, empty))
+                            self.widget.add_trace(go.Scatter(
+                                x=x, y=y, name=name, mode="lines", line=dict(color="#999", dash="dash", width=1),
+                                visible=True if ov.label in shown else "legendonly",
+                                hovertemplate=_hover(name, ov.label)), row=p.cell[0], col=p.cell[1])
+            hint = next(a for a in self.widget.layout.annotations if a.name == "sa-sgd-hint")
+            hint.visible = cfg.optimizer != "sa_sgd"
+            # the traces are also the state a page that connects later starts from: a FigureWidget
+            # inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
+            # only later deltas would reach such a page, which would start from an empty plot
+            self.widget._widget_data = deepcopy(self.widget._data)
+            self.widget._widget_layout = deepcopy(self.widget._layout_obj._props)
+
+    def show_overlays(self, shown: Collection[str]) -> None:
+        """Show the selected earlier runs; the others stay in the legend."""
+        with self.widget.changing(), self.widget.batch_update():
+            for trace in self.widget.data:
+                if trace.name in self._overlay_of:
+                    trace.visible = True if self._overlay_of[trace.name] in shown else "legendonly"
+
+    def draw(self, history: dict, report: dict | None) -> bool:
+        """Send the series that changed since the last draw; False if nothing had."""
+        updates = {}
+        for trace in self.widget.data:
+            key = self._keys.get(trace.name)
+            if key is not None and key not in history and key.startswith("cond/"):
+                key = self._mark_bound(trace, key, history)
+            if key is None or key not in history:
+                continue
+            series = history[key]
+            last = series["step"][-1] if series["step"] else -1
+            if self._pushed.get(trace.name) == (last, len(series["step"])):
+                continue
+            x, y = downsample(series["step"], series["value"])
+            # markers while a trace is short: a run that diverged after a few steps stays visible
+            updates[trace.name] = x, y, "lines+markers" if len(x) <= MARKERS_BELOW else "lines"
+            self._pushed[trace.name] = (last, len(series["step"]))
+        spectra = self._new_spectra(report)
+        if not updates and not spectra:
+            return False
+        with self.widget.changing(), self.widget.batch_update():
+            for trace in self.widget.data:
+                if trace.name in updates:
+                    trace.x, trace.y, mode = updates[trace.name]
+                    if trace.mode != mode:
+                        trace.mode = mode
+                elif trace.name in spectra:
+                    trace.x, trace.y, estimated = spectra[trace.name]
+                    if estimated:
+                        trace.line.dash = "dashdot"
+                        trace.hovertemplate = (f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
+                                               "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>")
+        return True
+
+    def _mark_bound(self, trace, key: str, history: dict) -> str | None:
+        """A κ the report could only bound is recorded as ``cond_lower_bound/...``: its trace then
+        says "κ ≥" in the hover and shows open triangles, and the note above the figure says why."""
+        bound = key.replace("cond/", "cond_lower_bound/", 1)
+        if bound not in history:
+            return None
+        if bound not in self._bounded:
+            self._bounded.add(bound)
+            trace.marker.symbol = "triangle-up-open"
+            trace.hovertemplate = (f"{html.escape(trace.name)} (lower bound)<br>step %{{x}}<br>κ ≥ %{{y:.4g}}"
+                                   "<extra>current run</extra>")
+            self._describe()
+        return bound
+
+    def _new_spectra(self, report: dict | None) -> dict:
+        """The input-Hessian spectra of a report not drawn yet: {trace: (centres, counts, estimated)}."""
+        if report is None or self._pushed.get("report") == report["step"]:
+            return {}
+        self._pushed["report"] = report["step"]
+        edges = np.asarray(report["hist_edges"], np.float32)
+        centres = (edges[:-1] + edges[1:]) / 2
+        return {self._spectra[s["block"]]: (centres, np.asarray(s["hist_counts"], np.float32), s["method"] != "exact")
+                for s in report["stats"] if s["wrt"] == "input" and s["block"] in self._spectra}
+
+    def _describe(self) -> None:
+        """Say on which samples the local Hessians are computed, and which numbers are bounds."""
+        s = self._session
+        n, batch = s.probe_samples, s.cfg.batch_size
+        bn = " (batch norm's statistics over these)" if s.cfg.batch_norm else ""
+        same = "the training batch size" if n == batch else f"training batches have {batch}"
+        text = f"Local Hessians on the first {n} training samples{bn}; {same}."
+        if self._bounded:
+            blocks = sorted({int(k.rsplit("/", 1)[1]) for k in self._bounded})
+            text += (f" △ κ ≥: lower bounds (blocks {', '.join(map(str, blocks))}: the exact spectrum is too "
+                     "large to refresh live; Krylov bounds, certified) and their spectra are estimates.")
+        else:
+            text += " Every κ shown is exact."
+        self.note.value = f'<span style="color:#555;font-size:12px">{html.escape(text)}</span>'
