@@ -4,13 +4,13 @@ Run: .venv/bin/python bench/dashboard.py [--cold] [--steps 10000] [--window 10] 
 
 Prints, for one server start and one page:
 - time to first plotted loss point: from Voila's start (server answering, page opened, app ready,
-  Start clicked, first ``train loss`` point in plotly's data), and from opening the page.
+  Start clicked, first ``batch loss`` point in plotly's data), and from opening the page.
   By default Voila runs with voila.json, which keeps one preheated kernel (imports done, waiting for
   a page); the page is opened once that kernel is waiting (a user who arrives later), and the
   timings say so. --cold turns preheating off: the page is opened as soon as Voila answers.
   Goal: <= 8 s.
 - sustained updates per second reaching the browser: ``plotly_afterplot`` events and changes of the
-  ``train loss`` trace's last step, counted in the page over --window seconds. Goal: >= 10/s.
+  ``batch loss`` trace's last step, counted in the page over --window seconds. Goal: >= 10/s.
 - bytes per update after --steps steps: websocket frames received by the page (Playwright's
   ``framereceived``; sizes after permessage-deflate is undone, so an upper bound of the wire bytes)
   over --window seconds, divided by the updates the page saw in that time. Goal: <= 64 KB.
@@ -138,7 +138,7 @@ def main() -> None:
             t_ready = time.monotonic()
             page.locator(".bpviz-start").click()
             t_click = time.monotonic()
-            wait_points(page, "train loss", n=1, timeout_ms=120_000)
+            wait_points(page, "batch loss", n=1, timeout_ms=120_000)
             t_first = time.monotonic()
             kernels = kernel_pids(proc.pid)
 

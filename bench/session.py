@@ -44,7 +44,7 @@ def session_run(cfg: RunConfig) -> tuple[float, int]:
     session.start()
     session.wait()
     elapsed = time.perf_counter() - start
-    return elapsed, session._reports_total
+    return elapsed, session.reports_total
 
 
 def main() -> None:

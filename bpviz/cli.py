@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
             event = sub.get(timeout=0.5)
             if event is None:
                 continue
-            points = event.get("points", {}).get("train_loss")
+            points = event.get("points", {}).get("batch_loss")
             loss = points[-1][1] if points else loss
             if bar is not None:
                 bar.update(event["step"] - bar.n)
@@ -119,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
             bar.close()
     session.wait()
     test = session.history.last("test_accuracy")
-    print(f"{session.state.value} at step {session.step}: train loss {loss:.4g}"
+    print(f"{session.state.value} at step {session.step}: batch loss {loss:.4g}"
           + (f", test accuracy {test:.3f}" if test is not None else "")
           + (f" ({session.message})" if session.message else ""))
     print(f"saved to {session.writer.path}"
@@ -141,9 +141,9 @@ def _runs(args: argparse.Namespace) -> int:
 
     runs, problems = list_runs(args.runs_dir)
     for run in runs:
-        last = next((r for r in reversed(run.records) if "train_loss" in r), {})
+        last = next((r for r in reversed(run.records) if "batch_loss" in r), {})
         print(f"{run.run_id:<48} {run.status.get('state', '?'):<9} step {last.get('step', 0):>7}"
-              f"  loss {last.get('train_loss', float('nan')):.4g}  {run.describe_step_sizes()}")
+              f"  batch loss {last.get('batch_loss', float('nan')):.4g}  {run.describe_step_sizes()}")
     for problem in problems:
         print("skipped:", problem, file=sys.stderr)
     if not runs:

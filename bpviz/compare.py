@@ -48,7 +48,6 @@ def result_row(result: RunResult, n_classes: int, **extra) -> dict:
             "stable": stable}
 
 
-_row = result_row  # the old name, still imported by bpviz/lessons.py; remove once it imports result_row
 
 
 def step_size_sweep(dataset: str = "mnist1d", step_sizes=DEFAULT_STEP_SIZES, steps: int = 300, seed: int = 0,

@@ -327,7 +327,7 @@ def curve(records: list[dict], key: str) -> dict[str, list]:
 def sweep(base: RunConfig, algorithms: Sequence[str], step_sizes: Sequence[float], data: Dataset | None = None,
           eval_every: int | None = None) -> dict:
     """``compare.step_size_sweep`` for any base config (e.g. the authors' 784-500-10 MNIST net)."""
-    from .compare import _row
+    from .compare import result_row
 
     data = data or load_dataset(base)
     rows, curves = [], {}
@@ -335,7 +335,7 @@ def sweep(base: RunConfig, algorithms: Sequence[str], step_sizes: Sequence[float
         for lr in step_sizes:
             res: RunResult = run(base.replace(optimizer=algorithm, lr=lr), data,
                                  eval_every=eval_every or max(1, base.steps // 10))
-            rows.append(_row(res, data.n_outputs, dataset=base.dataset))
+            rows.append(result_row(res, data.n_outputs, dataset=base.dataset))
             curves[f"{algorithm} lr={lr:g}"] = res.records
     largest = {a: max((r["lr"] for r in rows if r["algorithm"] == a and r["stable"]), default=None) for a in algorithms}
     return {"kind": "step_size_sweep", "base_config": base.to_dict(), "rows": rows, "largest_stable_step": largest,

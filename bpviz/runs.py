@@ -21,6 +21,9 @@ from typing import Any
 from .config import ConfigError, RunConfig
 
 FLUSH_SECONDS = 1.0
+#: 2: the per-step mini-batch loss is ``batch_loss`` (it was ``train_loss``, which now means the loss
+#: on the training split, as everywhere else; see ``bpviz.metrics``)
+METRICS_VERSION = 2
 
 
 def _jsonable(value: Any) -> Any:
@@ -72,7 +75,8 @@ class RunWriter:
     def set_status(self, state: str, **info: Any) -> None:
         """Replace status.json atomically (write, then rename)."""
         tmp = self.path / "status.json.tmp"
-        tmp.write_text(json.dumps(_jsonable({"state": state, "updated": time.time(), **info})))
+        status = {"state": state, "updated": time.time(), "metrics_version": METRICS_VERSION, **info}
+        tmp.write_text(json.dumps(_jsonable(status)))
         os.replace(tmp, self.path / "status.json")
 
     def close(self, state: str, **info: Any) -> None:
@@ -147,6 +151,8 @@ def load_run(path: str | Path) -> SavedRun:
     except (OSError, ValueError, RecursionError):
         status = {"state": "unknown"}
         warnings.append("status.json missing or unreadable")
+    if status.get("metrics_version", 1) < 2:  # one meaning per name, in old runs too
+        records = [{("batch_loss" if k == "train_loss" else k): v for k, v in r.items()} for r in records]
     return SavedRun(path=path, config=config, records=records, status=_from_json(status), warnings=warnings)
 
 

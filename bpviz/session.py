@@ -29,6 +29,7 @@ from .config import RunConfig
 from .history import History
 from .local_hessian import local_hessian_report, probe_size
 from .loop import Hook, TimeShare, train_loop
+from .metrics import grad_norm_name
 from .loop import every as loop_every
 from .optim.base import check_lr
 from .runs import RunWriter
@@ -158,7 +159,7 @@ class TrainingSession:
         self._new_points: dict[str, list] = {}
         self._steps_per_s = 0.0
         self._reports = 0  # reports not yet published
-        self._reports_total = 0
+        self.reports_total = 0  # reports made in this run (benchmarks read it)
 
     @property
     def probe_samples(self) -> int:
@@ -426,20 +427,19 @@ class TrainingSession:
         self._publish()
 
     def _evaluate(self) -> None:
-        """Test loss and accuracy, and train accuracy on a fixed slice of the training set (the
-        batch loss already stands for the train loss): a gap between the two accuracies is overfitting."""
+        """Loss and accuracy on the test split and on a fixed slice of the training split (BN in
+        eval mode; ``batch_loss`` is the per-step mini-batch loss): a gap between them is overfitting."""
         values = {f"test_{k}": v for k, v in self.trainer.evaluate("test").items()}
         train = self.trainer.evaluate("train", max_samples=self.train_eval_samples)
-        if "accuracy" in train:
-            values["train_accuracy"] = train["accuracy"]
+        values.update({f"train_{k}": v for k, v in train.items()})
         self._record(values)
 
     def _record_step(self, result) -> None:
         """The batch loss, the algorithm's scalars and the gradient norms, read in one device sync."""
         grads = [b.weight.grad for b in self.trainer.model.blocks]
-        values = {"train_loss": result.loss, **result.scalars}
+        values = {"batch_loss": result.loss, **result.scalars}
         if all(g is not None for g in grads):
-            values.update({f"grad_norm/{i}": n for i, n in enumerate(torch._foreach_norm(grads))})
+            values.update({grad_norm_name(i): n for i, n in enumerate(torch._foreach_norm(grads))})
         names = list(values)
         numbers = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=result.loss.device).reshape(())
                                for v in values.values()]).tolist()
@@ -452,11 +452,6 @@ class TrainingSession:
         summary["step"] = self.step
         self.report = summary
         self._reports += 1
-        self._reports_total += 1
-        values = {}
-        for s in report.stats:  # bounds get their own names: a cond/ number is always exact
-            suffix = "_lower_bound" if s.estimated else ""
-            values[f"cond{suffix}/{s.wrt}/{s.block}"] = s.condition_number
-            values[f"lambda_max{suffix}/{s.wrt}/{s.block}"] = s.lambda_max
-        self._record(values)
+        self.reports_total += 1
+        self._record(report.named_values())  # bounds get their own names: a cond/ number is always exact
         return time.perf_counter() - start

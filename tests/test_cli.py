@@ -14,7 +14,7 @@ def test_train_a_preset_then_list_and_export_it(tmp_path, capsys):
     assert runs[0].run_id in capsys.readouterr().out
     assert main(["export", runs[0].run_id, "--csv", "--runs-dir", str(tmp_path)]) == 0
     header = (runs[0].path / "metrics.csv").read_text().splitlines()[0]
-    assert header.startswith("step,") and "train_loss" in header
+    assert header.startswith("step,") and "batch_loss" in header
 
 
 def test_train_from_a_config_file_and_bad_input(tmp_path, capsys):

@@ -231,3 +231,16 @@ def test_export_csv_has_the_union_of_keys_and_one_row_per_record(tmp_path):
     assert table[0] == {"step": "0", "train_loss": "2.3", "test_loss": "2.31", "batch_loss": "", "accuracy": ""}
     assert math.isnan(float(table[2]["batch_loss"]))
     assert float(table[3]["accuracy"]) == 0.5 and float(table[3]["train_loss"]) == 1.4
+
+
+def test_runs_saved_before_metrics_version_2_read_train_loss_as_the_batch_loss(tmp_path):
+    """Old runs wrote the per-step mini-batch loss as train_loss; read back, it has its one name."""
+    w = RunWriter(tmp_path, RunConfig(), run_id="old")
+    w.append({"step": 10, "train_loss": 0.7})
+    w.close("finished")
+    status = json.loads((tmp_path / "old" / "status.json").read_text())
+    assert status["metrics_version"] == 2
+    assert load_run(tmp_path / "old").records == [{"step": 10, "train_loss": 0.7}]  # a new run: as written
+    del status["metrics_version"]
+    (tmp_path / "old" / "status.json").write_text(json.dumps(status))
+    assert load_run(tmp_path / "old").records == [{"step": 10, "batch_loss": 0.7}]

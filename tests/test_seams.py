@@ -18,11 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "bpviz"
 UI_PACKAGES = {"ipywidgets", "plotly", "IPython", "voila", "anywidget", "jupyterlab", "ipykernel"}
 #: (file, private name) -> why it is still used across modules; each entry must still be needed
-ALLOWED_PRIVATE = {
-    ("bench/session.py", "_reports_total"): "bpviz/session.py (not ours to edit) has no public report count yet",
-    ("bpviz/lessons.py", "_row"): "bpviz/lessons.py (not ours to edit) still imports compare._row, "
-                                  "the old name of compare.result_row",
-}
+ALLOWED_PRIVATE: dict[tuple[str, str], str] = {}  # (file, name): why it must stay
 
 
 def module_name(path: Path) -> str:

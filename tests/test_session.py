@@ -95,7 +95,7 @@ def test_finishes_after_cfg_steps_with_a_final_event():
         events.append(e)
     assert events[-1]["state"] == "finished" and events[-1]["step"] == 200
     snap = session.snapshot()
-    assert snap["history"]["train_loss"]["step"][-1] == 200
+    assert snap["history"]["batch_loss"]["step"][-1] == 200
     assert snap["history"]["test_accuracy"]["step"] == [50, 100, 150, 200]
     assert "cond/input/0" in snap["history"] and snap["device"] == "cpu"
 
@@ -131,7 +131,7 @@ def test_events_are_rate_limited_and_carry_points_and_reports():
     session.stop()
     running = [e for e in seen if e["state"] == "running"]
     assert 5 <= len(running) <= 2.0 * 10 + 3  # at most max_rate a second (+ state changes)
-    assert any(e.get("points", {}).get("train_loss") for e in running)
+    assert any(e.get("points", {}).get("batch_loss") for e in running)
     assert any("report" in e for e in seen)
     assert max(e["steps_per_s"] for e in running) > 0
 
@@ -195,7 +195,7 @@ def test_diverging_run_is_marked_keeps_its_history_and_resets():
     while (e := sub.get(timeout=0.3)) is not None:
         events.append(e)
     assert events[-1]["state"] == "diverged" and events[-1]["diverged_at"] == session.diverged_at
-    history = session.snapshot()["history"]["train_loss"]
+    history = session.snapshot()["history"]["batch_loss"]
     assert history["step"][-1] == session.diverged_at and len(history["step"]) >= 1
     session.reset(session.cfg.replace(lr=0.01))
     assert session.state is State.IDLE and session.step == 0
@@ -246,9 +246,9 @@ def test_history_stays_bounded_over_200k_cheap_steps():
     session = TrainingSession(cfg, loss_every=50, eval_every=10**9, history_points=100)
     session.start()
     assert session.wait(300) and session.step == 200_000
-    series = session.history.series["train_loss"]
+    series = session.history.series["batch_loss"]
     assert series.count == 4000 and len(series.recent) <= 100 and len(series.buckets) <= 50
-    assert len(session.snapshot()["history"]["train_loss"]["step"]) <= 151
+    assert len(session.snapshot()["history"]["batch_loss"]["step"]) <= 151
 
 
 def test_runs_are_written_and_survive_a_killed_process(tmp_path):
@@ -269,7 +269,7 @@ def test_runs_are_written_and_survive_a_killed_process(tmp_path):
     proc.wait(10)
     (run_dir,) = list(tmp_path.iterdir())
     run = load_run(run_dir)
-    losses = [r for r in run.records if "train_loss" in r]
+    losses = [r for r in run.records if "batch_loss" in r]
     assert len(losses) >= 5 and run.config.steps == 10**7
     steps = [r["step"] for r in losses]
     assert steps == sorted(steps)

@@ -54,7 +54,7 @@ def test_url_query_sets_the_controls_and_nonsense_is_reported(app):
 def test_start_trains_on_a_worker_and_the_figure_fills(app):
     a = app("dataset=xor&depth=3&width=8&steps=100000")
     a.start_btn.click()
-    assert wait_for(lambda: len(trace(a, "train loss").y) > 5)
+    assert wait_for(lambda: len(trace(a, "batch loss").y) > 5)
     assert wait_for(lambda: len(trace(a, "κ input · block 1").y) > 0)
     assert wait_for(lambda: "running" in a.status.value)
     a.pause_btn.click()
@@ -108,7 +108,7 @@ def test_architecture_change_resets_and_keeps_the_old_run_as_an_overlay(app):
     assert wait_for(lambda: a.session is not first and a.session.state.value == "idle")
     assert a.session.cfg.batch_norm and first.state.value == "finished" and first.wait(5)
     assert a.overlay_list.options == ("BN off",)
-    assert wait_for(lambda: len(trace(a, "BN off · train loss").y) > 0)
+    assert wait_for(lambda: len(trace(a, "BN off · batch loss").y) > 0)
     a.clear_overlays_btn.click()
     assert wait_for(lambda: a.overlay_list.options == () and not any(t.name.startswith("BN off") for t in a.fig.data))
 
@@ -149,7 +149,7 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
     assert len(shown_blocks(40)) == 8
     a.reset_btn.click()
     a.start_btn.click()
-    assert wait_for(lambda: len(trace(a, "train loss").y) > 0)
+    assert wait_for(lambda: len(trace(a, "batch loss").y) > 0)
     assert a.fig is fig
     assert all(len(t.y) <= 200 for t in a.fig.data)
 
@@ -172,12 +172,12 @@ def test_overlay_labels_use_the_runs_step_sizes_when_recorded():
         return SimpleNamespace(step=20, cfg=RunConfig(lr=0.3),
                                history=SimpleNamespace(snapshot=lambda: history))
 
-    loss = {"train_loss": {"step": [10, 20], "value": [1.0, 0.5]}}
+    loss = {"batch_loss": {"step": [10, 20], "value": [1.0, 0.5]}}
     overlays = Overlays()
     overlays.keep(run(loss), RunConfig(lr=10.0))  # no "lr" series: the label compares the configs
     overlays.keep(run({**loss, "lr": {"step": [0, 15], "value": [0.3, 10.0]}}), RunConfig(lr=10.0))
     assert overlays.list.options == ("lr 0.3", "lr 0.3→10")
-    assert list(overlays.items[1].series["train loss"][1]) == [1.0, 0.5]
+    assert list(overlays.items[1].series["batch loss"][1]) == [1.0, 0.5]
 
 
 def test_controls_are_generated_from_the_configs_fields(monkeypatch):
@@ -270,8 +270,8 @@ def test_a_page_that_connects_later_gets_the_current_traces(app):
 def test_short_runs_show_markers_and_the_link_rounds_the_step_size(app):
     a = app("dataset=xor&depth=2&width=8&steps=10&lr=0.05")
     a.start_btn.click()
-    assert wait_for(lambda: a.session.state.value == "finished" and len(trace(a, "train loss").y) > 0)
-    assert wait_for(lambda: trace(a, "train loss").mode == "lines+markers")
+    assert wait_for(lambda: a.session.state.value == "finished" and len(trace(a, "batch loss").y) > 0)
+    assert wait_for(lambda: trace(a, "batch loss").mode == "lines+markers")
     a.controls["lr"].value = 10 ** -1.5
     assert wait_for(lambda: "lr=0.0316&" in a.share.value + "&")
 
@@ -361,14 +361,14 @@ def test_a_page_that_lags_gets_no_new_figure_updates_but_the_status_goes_on(app)
     a.flow.pong.value = a.flow.ping.value  # a page is there, and up to date
     a.start_btn.click()
     assert wait_for(lambda: a.flow.ping.value - a.flow.pong.value >= a.flow.in_flight)
-    held_at, points = a.flow.ping.value, len(trace(a, "train loss").y)
+    held_at, points = a.flow.ping.value, len(trace(a, "batch loss").y)
 
     def step_shown() -> int:
         return int(a.status.value.split("step ")[1].split()[0])
 
     step = step_shown()
     assert wait_for(lambda: step_shown() > step + 100)
-    assert a.flow.ping.value == held_at and len(trace(a, "train loss").y) == points
+    assert a.flow.ping.value == held_at and len(trace(a, "batch loss").y) == points
     a.flow.pong.value = a.flow.ping.value  # the page caught up
     assert wait_for(lambda: a.flow.ping.value > held_at)
 

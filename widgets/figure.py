@@ -2,7 +2,7 @@
 
 Each panel says where it sits, its axes, and its series: the current run's, one trace per shown
 block (``key`` holds ``{block}``), and those of earlier runs drawn behind them. Traces are named
-``"train loss"``, ``"κ input · block 3"``, ``"<overlay label> · train loss"``; the browser tests
+``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> · batch loss"``; the browser tests
 read the page's traces by these names. A κ the local-Hessian report could only bound is drawn as
 open triangles with "κ ≥" in its hover, and the note above the figure says which blocks.
 """
@@ -29,6 +29,7 @@ MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
 TRAIN, TEST = "#1f77b4", "#ff7f0e"  # the same colours in both panels
+BATCH = "#9ecae1"  # the per-step mini-batch loss: the noisy, light version of the training-split loss
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -73,8 +74,9 @@ class Panel:
 
 PANELS = (
     Panel("loss", (1, 1), "step", "loss (log)", "log",
-          series=(Series("train loss", "train_loss", TRAIN), Series("test loss", "test_loss", TEST)),
-          overlays=("train loss",)),
+          series=(Series("batch loss", "batch_loss", BATCH), Series("train loss", "train_loss", TRAIN),
+                  Series("test loss", "test_loss", TEST)),
+          overlays=("batch loss",)),
     # accuracy autoranges (0.95-0.98 stays readable) but never past [0, 1], nor to -1..4 while empty
     Panel("accuracy", (1, 2), "step", "accuracy",
           series=(Series("train accuracy", "train_accuracy", TRAIN), Series("test accuracy", "test_accuracy", TEST)),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 MAX_OVERLAYS = 6
 #: an overlay's series and the history series they come from
-KEPT = (("train loss", "train_loss"), ("test accuracy", "test_accuracy"))
+KEPT = (("batch loss", "batch_loss"), ("test accuracy", "test_accuracy"))
 KAPPA_MEAN = "κ input · mean"  # the geometric mean over the blocks of the input Hessians' κ
 
 

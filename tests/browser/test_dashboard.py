@@ -48,9 +48,9 @@ def test_new_user_picks_a_preset_starts_and_the_loss_curve_grows(page, voila_ser
     expect(page.locator(".bpviz-depth input")).to_have_value("16")
     start(page)
     clock("running")
-    first = wait_points(page, "train loss", n=2, timeout_ms=60_000)
+    first = wait_points(page, "batch loss", n=2, timeout_ms=60_000)
     clock("loss points")
-    later = wait_points(page, "train loss", n=2, after_step=first["x"][-1] + 50, timeout_ms=30_000)
+    later = wait_points(page, "batch loss", n=2, after_step=first["x"][-1] + 50, timeout_ms=30_000)
     clock("more loss points")
     assert later["x"][-1] > first["x"][-1] and len(later["x"]) >= len(first["x"])
     assert all(math.isfinite(v) for v in later["y"])
@@ -71,7 +71,7 @@ def test_changing_the_step_size_while_running_reaches_the_worker(page, voila_ser
     before = status_lr(page)
     start(page)
     clock("running")
-    wait_points(page, "train loss", n=2)
+    wait_points(page, "batch loss", n=2)
     clock("loss points")
     shown = press_lr(page, "ArrowRight", "ArrowRight", "ArrowRight", "ArrowRight")
     clock("4 x ArrowRight")
@@ -90,8 +90,8 @@ def test_changing_the_step_size_while_running_reaches_the_worker(page, voila_ser
     expect(page.locator(".bpviz-status")).to_contain_text(f"lr {shown2:.2e}", timeout=20_000)
     clock("status shows the new lr")
     # training continued through both changes
-    x = traces(page, "train loss")["train loss"]["x"][-1]
-    wait_points(page, "train loss", after_step=x, timeout_ms=30_000)
+    x = traces(page, "batch loss")["batch loss"]["x"][-1]
+    wait_points(page, "batch loss", after_step=x, timeout_ms=30_000)
     clock("loss grew")
     screenshot(page, "02-step-size-changed-while-running")
     clock("screenshot")
@@ -122,7 +122,7 @@ def test_batch_norm_on_changes_the_local_hessian_condition_numbers(page, voila_s
     assert any(not math.isclose(a, b, rel_tol=1e-3) for a, b in zip(before["y"][:n], after["y"][:n])), \
         (before["y"][:n], after["y"][:n])
     # the run without BN stays on the plot as an overlay, labelled by what differed
-    overlays = [t for t in trace_names(page) if t.endswith("· train loss") and t != "train loss"]
+    overlays = [t for t in trace_names(page) if t.endswith("· batch loss") and t != "batch loss"]
     assert any("BN off" in t for t in overlays), trace_names(page)
     screenshot(page, "03b-batch-norm-on-with-earlier-run-overlaid")
 
@@ -165,8 +165,8 @@ def test_a_diverging_run_is_reported_and_the_page_keeps_working(page, voila_serv
     expect(page.locator(".bpviz-status")).to_contain_text("idle", timeout=30_000)
     expect(message).not_to_contain_text("diverged", timeout=10_000)
     start(page)
-    first = wait_points(page, "train loss", n=2, timeout_ms=60_000)
-    later = wait_points(page, "train loss", after_step=first["x"][-1], timeout_ms=30_000)
+    first = wait_points(page, "batch loss", n=2, timeout_ms=60_000)
+    later = wait_points(page, "batch loss", after_step=first["x"][-1], timeout_ms=30_000)
     assert all(math.isfinite(v) for v in later["y"])
     assert status_lr(page) == 1e-4
     screenshot(page, "04b-after-divergence-reset-and-restarted")
@@ -177,7 +177,7 @@ def test_reloading_the_page_gives_a_working_app(page, voila_server):
     open_app(page, voila_server.url + "?" + LONG)
     clock("app ready")
     start(page)
-    wait_points(page, "train loss", n=2)
+    wait_points(page, "batch loss", n=2)
     clock("loss points")
     page.reload(timeout=120_000)
     page.wait_for_function("() => !!document.querySelector('.bpviz-start')", timeout=120_000)
@@ -187,8 +187,8 @@ def test_reloading_the_page_gives_a_working_app(page, voila_server):
                 "batch", "seed", "hessian", "start", "pause", "stop", "reset", "share", "json"):
         assert page.locator(f".bpviz-{cls}").count() == 1, cls
     start(page)
-    first = wait_points(page, "train loss", n=2, timeout_ms=60_000)
-    wait_points(page, "train loss", after_step=first["x"][-1], timeout_ms=30_000)
+    first = wait_points(page, "batch loss", n=2, timeout_ms=60_000)
+    wait_points(page, "batch loss", after_step=first["x"][-1], timeout_ms=30_000)
     clock("loss points")
     screenshot(page, "05-after-reload-running")
 
