@@ -32,10 +32,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from voila_chromium import (ARTIFACTS, NOTEBOOK, PLOT, ROOT, free_port, kernel_pids, launch_browser, open_app,
-                            press_lr, rss_mb, start_voila, status_lr, status_text, stop_voila, wait_points, wait_ready)
+from voila_chromium import (
+    ARTIFACTS,
+    NOTEBOOK,
+    PLOT,
+    ROOT,
+    free_port,
+    kernel_pids,
+    launch_browser,
+    open_app,
+    press_lr,
+    rss_mb,
+    start_voila,
+    status_lr,
+    status_text,
+    stop_voila,
+    wait_points,
+    wait_ready,
+)
 
-COUNTERS_JS = """() => {
+COUNTERS_JS = (
+    """() => {
   const gd = document.querySelector('%s');
   if (window.__bench) return true;
   const b = window.__bench = {afterplot: 0, changes: 0, lastX: null};
@@ -47,8 +64,12 @@ COUNTERS_JS = """() => {
     if (x !== b.lastX) { b.changes += 1; b.lastX = x; }
   });
   return true;
-}""" % PLOT
-READ_COUNTERS_JS = "() => ({afterplot: window.__bench.afterplot, changes: window.__bench.changes, t: performance.now()})"
+}"""
+    % PLOT
+)
+READ_COUNTERS_JS = (
+    "() => ({afterplot: window.__bench.afterplot, changes: window.__bench.changes, t: performance.now()})"
+)
 
 
 def status_step(page) -> int:
@@ -110,14 +131,20 @@ def main() -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "bench-dashboard-voila.log"
     port = free_port()
-    preheat = not args.cold and json.loads((ROOT / "voila.json").read_text()).get(
-        "VoilaConfiguration", {}).get("preheat_kernel", False)
+    preheat = not args.cold and json.loads((ROOT / "voila.json").read_text()).get("VoilaConfiguration", {}).get(
+        "preheat_kernel", False
+    )
     extra = ["--preheat_kernel=False"] if args.cold else []
     query = "steps=1000000" + (f"&{args.query}" if args.query else "")
     t_start = time.monotonic()
     runs_dir = Path(tempfile.mkdtemp(prefix="bpviz-bench-runs-"))
-    proc = start_voila(port, *extra, log=log, notebook=Path(args.notebook),
-                       env={"BPVIZ_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1"})
+    proc = start_voila(
+        port,
+        *extra,
+        log=log,
+        notebook=Path(args.notebook),
+        env={"BPVIZ_RUNS_DIR": str(runs_dir), "OMP_NUM_THREADS": "1"},
+    )
     frames: list[tuple[int, bool]] = []  # (bytes, is a figure update from the kernel)
 
     def on_frame(payload) -> None:
@@ -186,22 +213,34 @@ def main() -> None:
     print(f"  page open -> app ready                 {t_ready - t_goto:6.1f} s")
     print(f"  Start click -> first loss point        {t_first - t_click:6.1f} s")
     print(f"  page open -> first loss point          {t_first - t_goto:6.1f} s   (goal <= 8 s)")
-    print(f"  voila start -> first loss point        {t_first - t_start:6.1f} s" +
-          ("   (includes waiting for the preheated kernel)" if preheat else ""))
-    print(f"  updates/s in the page, first {args.window:.0f} s       {early_rate:6.1f} plotly_afterplot/s, "
-          f"{early_changes:.1f} loss-trace changes/s   (goal >= 10/s)")
-    print(f"  updates/s in the page, after step {step_a:<6d} {late_rate:6.1f} plotly_afterplot/s, "
-          f"{late_changes / args.window:.1f} loss-trace changes/s; training advanced {step_b - step_a} steps")
-    print(f"  websocket down after step {step_a:<6d}      {kb / args.window:6.1f} KB/s in {len(window)} frames, "
-          f"{fig_updates} figure updates sent by the kernel: {kb / max(fig_updates, 1):.1f} KB per figure update, "
-          f"{kb / max(late_updates, 1):.1f} KB per redraw in the page (goal <= 64 KB); "
-          f"largest frame {max(window, default=0) / 1024:.1f} KB")
+    print(
+        f"  voila start -> first loss point        {t_first - t_start:6.1f} s"
+        + ("   (includes waiting for the preheated kernel)" if preheat else "")
+    )
+    print(
+        f"  updates/s in the page, first {args.window:.0f} s       {early_rate:6.1f} plotly_afterplot/s, "
+        f"{early_changes:.1f} loss-trace changes/s   (goal >= 10/s)"
+    )
+    print(
+        f"  updates/s in the page, after step {step_a:<6d} {late_rate:6.1f} plotly_afterplot/s, "
+        f"{late_changes / args.window:.1f} loss-trace changes/s; training advanced {step_b - step_a} steps"
+    )
+    print(
+        f"  websocket down after step {step_a:<6d}      {kb / args.window:6.1f} KB/s in {len(window)} frames, "
+        f"{fig_updates} figure updates sent by the kernel: {kb / max(fig_updates, 1):.1f} KB per figure update, "
+        f"{kb / max(late_updates, 1):.1f} KB per redraw in the page (goal <= 64 KB); "
+        f"largest frame {max(window, default=0) / 1024:.1f} KB"
+    )
     rate = (step_b - step_a) / args.window
-    print(f"  page behind the worker                 {early_lag[0]} steps {early_lag[1]:.0f} s after the first point; "
-          f"{lag_steps} steps = {lag_steps / max(rate, 1e-9):.1f} s at the end ({lag_at:.0f} s) "
-          f"(the run's metrics.jsonl, flushed every second, vs the page's status line)")
-    print(f"  3 step-size key presses took           {t_pressed - t_keys:6.2f} s; the worker's lr shown "
-          f"{t_applied - t_pressed:.2f} s later")
+    print(
+        f"  page behind the worker                 {early_lag[0]} steps {early_lag[1]:.0f} s after the first point; "
+        f"{lag_steps} steps = {lag_steps / max(rate, 1e-9):.1f} s at the end ({lag_at:.0f} s) "
+        f"(the run's metrics.jsonl, flushed every second, vs the page's status line)"
+    )
+    print(
+        f"  3 step-size key presses took           {t_pressed - t_keys:6.2f} s; the worker's lr shown "
+        f"{t_applied - t_pressed:.2f} s later"
+    )
     for pid, peak in peaks.items():
         print(f"  kernel pid {pid} peak RSS (VmHWM)        {peak:6.0f} MB   (goal <= 700 MB)")
 

@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/local_hessian.py [--device cuda] [--threads N]
 Prints, for the default net (8 tanh blocks x 64, batch 128) and one 4x wider, the times of one run
 and their ratios; then the live report on BN nets at the dashboard's sizes (exact BN input spectra vs
-the Krylov bounds) and ARPACK's top-10 accuracy and time. The dense reference builds the full Jacobian with autograd; where it would not fit
+the Krylov bounds) and ARPACK's top-10 accuracy and time. The dense reference builds the full Jacobian
+with autograd; where it would not fit
 in memory it is skipped and the table says why.
 """
 
@@ -44,13 +45,20 @@ def bench_net(width: int, batch: int, device: torch.device, dense_batch: int) ->
     blocks = range(len(model.blocks))
     print(f"\n## net: 8 tanh blocks x {width}, batch {batch}, {device}")
     local_hessian_spectrum(model, x, 0, "weight", "lanczos", k=5)  # warm up torch.func once
-    exact = {wrt: timed(lambda: [local_hessian_spectrum(model, x, b, wrt) for b in blocks]) for wrt in ("weight", "input")}
-    lanczos = {wrt: timed(lambda: [local_hessian_spectrum(model, x, b, wrt, "lanczos", k=5) for b in blocks])
-               for wrt in ("weight", "input")}
+    exact = {
+        wrt: timed(lambda: [local_hessian_spectrum(model, x, b, wrt) for b in blocks]) for wrt in ("weight", "input")
+    }
+    lanczos = {
+        wrt: timed(lambda: [local_hessian_spectrum(model, x, b, wrt, "lanczos", k=5) for b in blocks])
+        for wrt in ("weight", "input")
+    }
     print(f"{'all 8 blocks':<34} {'weight':>10} {'input':>10}")
     print(f"{'exact structured (s)':<34} {exact['weight']:>10.4f} {exact['input']:>10.4f}")
     print(f"{'lanczos top-5 (s)':<34} {lanczos['weight']:>10.4f} {lanczos['input']:>10.4f}")
-    print(f"{'lanczos / exact':<34} {lanczos['weight'] / exact['weight']:>10.2f} {lanczos['input'] / exact['input']:>10.2f}")
+    print(
+        f"{'lanczos / exact':<34} {lanczos['weight'] / exact['weight']:>10.2f}"
+        f" {lanczos['input'] / exact['input']:>10.2f}"
+    )
 
     # dense reference on one block (block 1), same batch for weight; input on a smaller batch
     for wrt, n in (("weight", batch), ("input", dense_batch)):
@@ -62,8 +70,10 @@ def bench_net(width: int, batch: int, device: torch.device, dense_batch: int) ->
             continue
         t_dense = timed(lambda: dense_reference_spectrum(model, xs, 1, wrt))
         t_struct = timed(lambda: local_hessian_spectrum(model, xs, 1, wrt), repeat=3)
-        print(f"dense {wrt:<6} (block 1, batch {n}): dense {t_dense:.3f} s, structured {t_struct * 1e3:.2f} ms,"
-              f" structured is {t_dense / t_struct:.0f}x faster")
+        print(
+            f"dense {wrt:<6} (block 1, batch {n}): dense {t_dense:.3f} s, structured {t_struct * 1e3:.2f} ms,"
+            f" structured is {t_dense / t_struct:.0f}x faster"
+        )
 
     for max_samples in (32, 64, None):
         local_hessian_report(model, x, max_samples=max_samples)

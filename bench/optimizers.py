@@ -82,5 +82,6 @@ def main() -> None:
             label = name + "".join(f" {v}" for v in options.values()) + (" (BN)" if bn else "")
             print(f"{label:<22} {t * 1e3:>9.3f} {ratio:>13.2f}   (plain SGD {t_sgd * 1e3:.3f} ms)")
 
+
 if __name__ == "__main__":
     main()

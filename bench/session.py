@@ -55,9 +55,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = RunConfig(dataset="spirals", depth=8, width=64, activation="tanh", batch_size=128, lr=0.05,
-                     steps=args.steps, device=args.device)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {Trainer(base).device}, {args.steps} steps")
+    base = RunConfig(
+        dataset="spirals",
+        depth=8,
+        width=64,
+        activation="tanh",
+        batch_size=128,
+        lr=0.05,
+        steps=args.steps,
+        device=args.device,
+    )
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {Trainer(base).device},"
+        f" {args.steps} steps"
+    )
     plain_loop(base.replace(steps=200))  # warm-up
     t_plain = plain_loop(base)
     t_quiet, _ = session_run(base.replace(hessian_every=10**9))
@@ -65,7 +76,10 @@ def main() -> None:
     print(f"{'':<38} {'s':>7} {'steps/s':>9} {'x plain':>8}")
     print(f"{'plain PyTorch loop':<38} {t_plain:>7.2f} {args.steps / t_plain:>9.0f} {1.0:>8.2f}")
     print(f"{'session, no Hessian reports':<38} {t_quiet:>7.2f} {args.steps / t_quiet:>9.0f} {t_quiet / t_plain:>8.2f}")
-    print(f"{'session, adaptive reports (default)':<38} {t_live:>7.2f} {args.steps / t_live:>9.0f} {t_live / t_plain:>8.2f}")
+    print(
+        f"{'session, adaptive reports (default)':<38} {t_live:>7.2f} {args.steps / t_live:>9.0f}"
+        f" {t_live / t_plain:>8.2f}"
+    )
     print(f"local-Hessian reports: {n_reports} in {t_live:.1f} s = {n_reports / t_live:.1f} refreshes/s")
 
 

@@ -26,15 +26,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 
 # --- JavaScript probes, evaluated in the page ---------------------------------------------------
 #: the app's one plotly graph div (the FigureWidget); the app puts it in a Box
 PLOT = ".js-plotly-plot"
 #: {name: {x: [...], y: [...]}} for the traces whose names are given (all when none are)
-TRACES_JS = """(names) => {
+TRACES_JS = (
+    """(names) => {
   const gd = document.querySelector('%s');
   if (!gd || !gd.data) return null;
   const out = {};
@@ -44,7 +52,9 @@ TRACES_JS = """(names) => {
     out[t.name] = {x: arr(t.x), y: arr(t.y)};
   }
   return out;
-}""" % PLOT
+}"""
+    % PLOT
+)
 #: true once the app's controls and its figure are in the page
 APP_READY_JS = """() => !!(document.querySelector('.bpviz-start') && document.querySelector('.bpviz-status')
                          && document.querySelector('%s') && document.querySelector('%s').data)""" % (PLOT, PLOT)
@@ -57,16 +67,31 @@ def free_port() -> int:
 
 
 def voila_command(port: int, *extra: str, notebook: Path = NOTEBOOK) -> list[str]:
-    return [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
-            "--Voila.ip=127.0.0.1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        *extra,
+    ]
 
 
-def start_voila(port: int, *extra: str, log: Path | None = None, env: dict | None = None,
-                notebook: Path = NOTEBOOK) -> subprocess.Popen:
+def start_voila(
+    port: int, *extra: str, log: Path | None = None, env: dict | None = None, notebook: Path = NOTEBOOK
+) -> subprocess.Popen:
     """Voila on 127.0.0.1:port in its own process group, run from the repository root."""
     out = open(log, "wb") if log else subprocess.DEVNULL
-    return subprocess.Popen(voila_command(port, *extra, notebook=notebook), cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        voila_command(port, *extra, notebook=notebook),
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -158,8 +183,13 @@ def launch_browser(playwright, user_data_dir: str | Path, **kwargs):
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run `bash bin/setup` as root (it installs it with apt)")
     return playwright.chromium.launch_persistent_context(
-        str(user_data_dir), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": 1400, "height": 1000}, **kwargs)
+        str(user_data_dir),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 1000},
+        **kwargs,
+    )
 
 
 # --- page helpers (Playwright sync API) ------------------------------------------------------------
@@ -183,8 +213,12 @@ def wait_points(page, name: str, n: int = 2, after_step: float = -1, timeout_ms:
         """([name, n, after]) => { const gd = document.querySelector('%s');
              if (!gd || !gd.data) return false;
              const t = gd.data.find(t => t.name === name);
-             return !!(t && t.x && t.x.length >= n && Number(t.x[t.x.length - 1]) > after); }""" % PLOT,
-        arg=[name, n, after_step], timeout=timeout_ms, polling=250)
+             return !!(t && t.x && t.x.length >= n && Number(t.x[t.x.length - 1]) > after); }"""
+        % PLOT,
+        arg=[name, n, after_step],
+        timeout=timeout_ms,
+        polling=250,
+    )
     return traces(page, name)[name]
 
 

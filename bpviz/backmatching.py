@@ -45,7 +45,9 @@ def back_matching_loss(stage: nn.Module, z_in: torch.Tensor, target: torch.Tenso
     return 0.5 * (stage.local_forward(z_in) - target).pow(2).sum()
 
 
-def _top_target(model: BlockNet, zs: list[torch.Tensor], y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _top_target(
+    model: BlockNet, zs: list[torch.Tensor], y: torch.Tensor, lr: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     logits = model.head.local_forward(zs[-1]).detach().requires_grad_(True)
     loss = network_loss(logits, y)
     (grad,) = torch.autograd.grad(loss, logits)

@@ -32,9 +32,13 @@ class CheckpointError(ValueError):
 def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:
     path = Path(path)
     state: dict[str, Any] = {
-        "format": FORMAT, "config": trainer.cfg.to_dict(), "step": trainer.step_count,
-        "model": trainer.model.state_dict(), "algorithm": trainer.algorithm.state_dict(),
-        "sampler": trainer.sampler.get_state(), "torch_rng": torch.get_rng_state(),
+        "format": FORMAT,
+        "config": trainer.cfg.to_dict(),
+        "step": trainer.step_count,
+        "model": trainer.model.state_dict(),
+        "algorithm": trainer.algorithm.state_dict(),
+        "sampler": trainer.sampler.get_state(),
+        "torch_rng": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -64,8 +68,10 @@ def load_checkpoint(path: str | Path, cfg: RunConfig | None = None, data: Datase
     cfg = cfg or saved
     differ = [k for k, v in saved.to_dict().items() if k not in RESUMABLE_CHANGES and cfg.to_dict()[k] != v]
     if differ:
-        raise ConfigError(f"{path} was saved from another config: {', '.join(differ)} differ "
-                          f"(a resumed run may change only {', '.join(RESUMABLE_CHANGES)})")
+        raise ConfigError(
+            f"{path} was saved from another config: {', '.join(differ)} differ "
+            f"(a resumed run may change only {', '.join(RESUMABLE_CHANGES)})"
+        )
     trainer = Trainer(cfg, data)
     trainer.model.load_state_dict(state["model"])
     trainer.algorithm.load_state_dict(state["algorithm"])

@@ -17,9 +17,11 @@ def format_report(report: LocalHessianReport) -> str:
     rows = [f"{'block':>5} {'wrt':>6} {'method':>7} {'lambda_max':>11} {'lambda_min>0':>12} {'cond':>10} {'trace':>10}"]
     for s in report.stats:  # bounds say so: lambda_max >=, lambda_min <=, kappa >=
         lo, hi = (">=", "<=") if s.estimated else ("", "")
-        rows.append(f"{s.block:>5} {s.wrt:>6} {s.method:>7} {lo + format(s.lambda_max, '.4g'):>11} "
-                    f"{hi + format(s.lambda_min_nonzero, '.4g'):>12} {lo + format(s.condition_number, '.4g'):>10} "
-                    f"{s.trace:>10.4g}")
+        rows.append(
+            f"{s.block:>5} {s.wrt:>6} {s.method:>7} {lo + format(s.lambda_max, '.4g'):>11} "
+            f"{hi + format(s.lambda_min_nonzero, '.4g'):>12} {lo + format(s.condition_number, '.4g'):>10} "
+            f"{s.trace:>10.4g}"
+        )
     if any(s.estimated for s in report.stats):
         rows.append("lanczos rows: certified bounds (>=, <=); their traces are estimates")
     note = f" (first {report.n_samples} of {report.batch_size} samples)" if report.subsampled else ""
@@ -30,8 +32,10 @@ def format_report(report: LocalHessianReport) -> str:
 def _demo(args: argparse.Namespace) -> int:
     """Train the same deep tanh net with Gaussian and orthogonal init and show their local Hessians."""
     base = RunConfig(dataset="spirals", depth=8, width=32, activation="tanh", lr=0.05, steps=args.steps, device="cpu")
-    for cfg in (base.replace(name="gaussian init", init="gaussian", init_std=0.1),
-                base.replace(name="orthogonal init", init="orthogonal")):
+    for cfg in (
+        base.replace(name="gaussian init", init="gaussian", init_std=0.1),
+        base.replace(name="orthogonal init", init="orthogonal"),
+    ):
         trainer = Trainer(cfg)
         print(f"\n== {cfg.name}: local Hessians at initialisation")
         print(format_report(local_hessian_report(trainer.model, trainer.x_train[: cfg.batch_size])))
@@ -47,18 +51,27 @@ def _compare(args: argparse.Namespace) -> int:
 
     command = "bpviz " + " ".join(args.argv)
     if args.kind == "sweep":
-        result = compare.step_size_sweep(args.dataset or "mnist1d", step_sizes=args.lrs or compare.DEFAULT_STEP_SIZES,
-                                         steps=args.steps, seed=args.seed)
+        result = compare.step_size_sweep(
+            args.dataset or "mnist1d",
+            step_sizes=args.lrs or compare.DEFAULT_STEP_SIZES,
+            steps=args.steps,
+            seed=args.seed,
+        )
         for row in result["rows"]:
-            print(f"{row['algorithm']:>7} lr={row['lr']:<7g} {row['status']:>9} train loss {row['final_train_loss']:.4g}"
-                  f"  test acc {row['final_test_accuracy']:.3f}")
+            print(
+                f"{row['algorithm']:>7} lr={row['lr']:<7g} {row['status']:>9} train loss {row['final_train_loss']:.4g}"
+                f"  test acc {row['final_test_accuracy']:.3f}"
+            )
         print("largest stable step:", result["largest_stable_step"])
     else:
-        result = compare.sa_sgd_comparison(args.dataset or "digits", step_sizes=args.lrs or compare.SA_SGD_STEP_SIZES,
-                                           steps=args.steps, seed=args.seed)
+        result = compare.sa_sgd_comparison(
+            args.dataset or "digits", step_sizes=args.lrs or compare.SA_SGD_STEP_SIZES, steps=args.steps, seed=args.seed
+        )
         for row in result["rows"]:
-            print(f"{row['arch']:>4} {row['algorithm']:>17} lr={row['lr']:<6g} {row['status']:>9} "
-                  f"train loss {row['final_train_loss']:.4g}  test acc {row['final_test_accuracy']:.3f}")
+            print(
+                f"{row['arch']:>4} {row['algorithm']:>17} lr={row['lr']:<6g} {row['status']:>9} "
+                f"train loss {row['final_train_loss']:.4g}  test acc {row['final_test_accuracy']:.3f}"
+            )
     for path in compare.write_outputs(result, args.out, command):
         print("wrote", path)
     return 0
@@ -95,6 +108,7 @@ def _train(args: argparse.Namespace) -> int:
     sub = session.subscribe()
     try:
         from tqdm import tqdm
+
         bar = tqdm(total=cfg.steps, initial=session.step, unit="step", desc=cfg.name or "train")
     except ImportError:  # the engine runs without the app extras; report plainly instead
         bar = None
@@ -119,12 +133,19 @@ def _train(args: argparse.Namespace) -> int:
             bar.close()
     session.wait()
     test = session.history.last("test_accuracy")
-    print(f"{session.state.value} at step {session.step}: batch loss {loss:.4g}"
-          + (f", test accuracy {test:.3f}" if test is not None else "")
-          + (f" ({session.message})" if session.message else ""))
-    print(f"saved to {session.writer.path}"
-          + (" (resume with: bpviz train --resume " + str(session.writer.path) + ")"
-             if (session.writer.path / "checkpoint.pt").is_file() else ""))
+    print(
+        f"{session.state.value} at step {session.step}: batch loss {loss:.4g}"
+        + (f", test accuracy {test:.3f}" if test is not None else "")
+        + (f" ({session.message})" if session.message else "")
+    )
+    print(
+        f"saved to {session.writer.path}"
+        + (
+            " (resume with: bpviz train --resume " + str(session.writer.path) + ")"
+            if (session.writer.path / "checkpoint.pt").is_file()
+            else ""
+        )
+    )
     return 0 if session.state.value == "finished" else 1
 
 
@@ -142,8 +163,10 @@ def _runs(args: argparse.Namespace) -> int:
     runs, problems = list_runs(args.runs_dir)
     for run in runs:
         last = next((r for r in reversed(run.records) if "batch_loss" in r), {})
-        print(f"{run.run_id:<48} {run.status.get('state', '?'):<9} step {last.get('step', 0):>7}"
-              f"  batch loss {last.get('batch_loss', float('nan')):.4g}  {run.describe_step_sizes()}")
+        print(
+            f"{run.run_id:<48} {run.status.get('state', '?'):<9} step {last.get('step', 0):>7}"
+            f"  batch loss {last.get('batch_loss', float('nan')):.4g}  {run.describe_step_sizes()}"
+        )
     for problem in problems:
         print("skipped:", problem, file=sys.stderr)
     if not runs:
@@ -170,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--steps", type=int, default=300)
     demo.set_defaults(func=_demo)
     cmp = sub.add_parser("compare", help="headless algorithm comparisons -> JSON, CSV, HTML")
-    cmp.add_argument("kind", choices=["sweep", "sa-sgd"],
-                     help="sweep: SGD/ProxBP/SIBP over step sizes; sa-sgd: SA-SGD variants vs SGD on BN nets")
+    cmp.add_argument(
+        "kind",
+        choices=["sweep", "sa-sgd"],
+        help="sweep: SGD/ProxBP/SIBP over step sizes; sa-sgd: SA-SGD variants vs SGD on BN nets",
+    )
     cmp.add_argument("--dataset", default=None, help="default: mnist1d for sweep, digits for sa-sgd")
     cmp.add_argument("--lrs", type=float, nargs="+", default=None, help="step sizes to try")
     cmp.add_argument("--steps", type=int, default=300)
@@ -183,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", help="a preset name (see `bpviz presets`)")
     source.add_argument("--config", help="a RunConfig JSON file")
-    source.add_argument("--resume", help="a checkpoint.pt (every finished or stopped run leaves one in its folder), "
-                                         "or a run folder: go on from its step with its config")
-    train.add_argument("--steps", type=int, default=None, help="override the number of steps (with --resume: the "
-                                                               "total to reach)")
+    source.add_argument(
+        "--resume",
+        help="a checkpoint.pt (every finished or stopped run leaves one in its folder), "
+        "or a run folder: go on from its step with its config",
+    )
+    train.add_argument(
+        "--steps", type=int, default=None, help="override the number of steps (with --resume: the total to reach)"
+    )
     train.add_argument("--runs-dir", **runs_dir)
     train.set_defaults(func=_train)
     sub.add_parser("presets", help="list the presets").set_defaults(func=_presets)

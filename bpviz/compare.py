@@ -5,8 +5,9 @@ accuracy and the largest step size each stays stable at. "Step size" is each alg
 ``lr``: SGD's learning rate, ProxBP's proximal step tau_theta, SIBP's neuron step eta (lambda=1 and
 the authors' solver, as in their code). ProxBP tends to SGD with that learning rate as tau_theta -> 0;
 SIBP does not tend to SGD as eta -> 0 at lambda = 1 (only as lambda -> infinity, with step eta/lambda
-on the summed loss), so its eta is not comparable one-to-one with SGD's lr. A run is *stable* when it finishes without NaN/Inf and ends with a
-lower train loss than it started with and (classification) a train accuracy of at least twice chance.
+on the summed loss), so its eta is not comparable one-to-one with SGD's lr. A run is *stable* when it
+finishes without NaN/Inf and ends with a lower train loss than it started with and (classification) a
+train accuracy of at least twice chance.
 (b) ``sa_sgd_comparison``: SGD and the SA-SGD variants (``amend``: the BN weights, every tensor, and the
 head alone as an ablation of the head's learning rate) on BN networks (MLP and CNN) with the same data,
 steps and learning rates. The ``algorithm`` column names the variant.
@@ -17,11 +18,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import html_plot
 from .config import RunConfig
-from .data import load_dataset
+from .data import Dataset, load_dataset
 from .train import RunResult, run
 
 SWEEP_ALGORITHMS = ("sgd", "proxbp", "sibp")
@@ -29,8 +31,12 @@ DEFAULT_STEP_SIZES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: the grid of (b); it reaches lr 3, where the sgd-bn / sa-sgd-bn presets train
 SA_SGD_STEP_SIZES = (0.03, 0.1, 0.3, 1.0, 3.0)
 #: (b)'s rows: label -> (optimizer, its options besides momentum)
-SA_SGD_VARIANTS = {"sgd": ("sgd", {}), "sa_sgd bn_weights": ("sa_sgd", {"amend": "bn_weights"}),
-                   "sa_sgd all": ("sa_sgd", {"amend": "all"}), "sa_sgd head": ("sa_sgd", {"amend": "head"})}
+SA_SGD_VARIANTS = {
+    "sgd": ("sgd", {}),
+    "sa_sgd bn_weights": ("sa_sgd", {"amend": "bn_weights"}),
+    "sa_sgd all": ("sa_sgd", {"amend": "all"}),
+    "sa_sgd head": ("sa_sgd", {"amend": "head"}),
+}
 
 
 #: (n_train, n_test) per dataset for the comparisons: digits has only 1797 images.
@@ -42,41 +48,98 @@ def result_row(result: RunResult, n_classes: int, **extra) -> dict:
     first, last = result.records[0], result.final
     learned = last.get("train_accuracy", 1.0) >= 2.0 / n_classes
     stable = result.status == "finished" and last.get("train_loss", math.inf) < first["train_loss"] and learned
-    return {**extra, "algorithm": result.cfg.optimizer, "lr": result.cfg.lr, "status": result.status,
-            "diverged_at": result.diverged_at, "initial_train_loss": first["train_loss"],
-            "final_train_loss": last.get("train_loss", math.nan), "final_test_accuracy": last.get("test_accuracy", math.nan),
-            "stable": stable}
+    return {
+        **extra,
+        "algorithm": result.cfg.optimizer,
+        "lr": result.cfg.lr,
+        "status": result.status,
+        "diverged_at": result.diverged_at,
+        "initial_train_loss": first["train_loss"],
+        "final_train_loss": last.get("train_loss", math.nan),
+        "final_test_accuracy": last.get("test_accuracy", math.nan),
+        "stable": stable,
+    }
 
 
-
-
-def step_size_sweep(dataset: str = "mnist1d", step_sizes=DEFAULT_STEP_SIZES, steps: int = 300, seed: int = 0,
-                    algorithms=SWEEP_ALGORITHMS, **overrides) -> dict:
+def step_size_sweep(
+    dataset: str = "mnist1d",
+    step_sizes=DEFAULT_STEP_SIZES,
+    steps: int = 300,
+    seed: int = 0,
+    algorithms=SWEEP_ALGORITHMS,
+    **overrides,
+) -> dict:
     """(a): every algorithm at every step size on the same data and initialisation."""
     n_train, n_test = SIZES.get(dataset, (4000, 1000))
-    base = RunConfig(dataset=dataset, depth=2, width=128, activation="relu", init="kaiming", batch_size=100,
-                     steps=steps, seed=seed, n_train=n_train, n_test=n_test, device="cpu", **overrides)
-    data = load_dataset(base)
+    base = RunConfig(
+        dataset=dataset,
+        depth=2,
+        width=128,
+        activation="relu",
+        init="kaiming",
+        batch_size=100,
+        steps=steps,
+        seed=seed,
+        n_train=n_train,
+        n_test=n_test,
+        device="cpu",
+        **overrides,
+    )
+    return sweep(base, algorithms, step_sizes, eval_every=max(1, steps // 10))
+
+
+def sweep(
+    base: RunConfig,
+    algorithms: Sequence[str],
+    step_sizes: Sequence[float],
+    data: Dataset | None = None,
+    eval_every: int | None = None,
+) -> dict:
+    """Every algorithm at every step size from ``base`` (the same data and initialisation): rows,
+    the largest stable step per algorithm, and every run's records. Any base config works, e.g.
+    the SIBP authors' 784-500-10 MNIST net (notebook 04)."""
+    data = data or load_dataset(base)
     rows, curves = [], {}
     for algorithm in algorithms:
         for lr in step_sizes:
-            result = run(base.replace(optimizer=algorithm, lr=lr), data, eval_every=max(1, steps // 10))
-            rows.append(result_row(result, data.n_outputs, dataset=dataset))
+            result = run(
+                base.replace(optimizer=algorithm, lr=lr), data, eval_every=eval_every or max(1, base.steps // 10)
+            )
+            rows.append(result_row(result, data.n_outputs, dataset=base.dataset))
             curves[f"{algorithm} lr={lr:g}"] = result.records
     largest = {a: max((r["lr"] for r in rows if r["algorithm"] == a and r["stable"]), default=None) for a in algorithms}
-    return {"kind": "step_size_sweep", "base_config": base.to_dict(), "rows": rows, "largest_stable_step": largest,
-            "curves": curves}
+    return {
+        "kind": "step_size_sweep",
+        "base_config": base.to_dict(),
+        "rows": rows,
+        "largest_stable_step": largest,
+        "curves": curves,
+    }
 
 
-def sa_sgd_comparison(dataset: str = "digits", step_sizes=SA_SGD_STEP_SIZES, steps: int = 300, seed: int = 0,
-                      **overrides) -> dict:
+def sa_sgd_comparison(
+    dataset: str = "digits", step_sizes=SA_SGD_STEP_SIZES, steps: int = 300, seed: int = 0, **overrides
+) -> dict:
     """(b): every SA-SGD variant vs SGD (all with momentum 0.9) on BN networks, MLP and CNN, equal budgets."""
     rows, curves = [], {}
     for arch, depth, width in (("mlp", 6, 64), ("cnn", 4, 16)):
         n_train, n_test = SIZES.get(dataset, (4000, 1000))
-        base = RunConfig(dataset=dataset, arch=arch, depth=depth, width=width, batch_norm=True, activation="relu",
-                         init="kaiming", batch_size=64, steps=steps, seed=seed, n_train=n_train, n_test=n_test,
-                         device="cpu", **overrides)
+        base = RunConfig(
+            dataset=dataset,
+            arch=arch,
+            depth=depth,
+            width=width,
+            batch_norm=True,
+            activation="relu",
+            init="kaiming",
+            batch_size=64,
+            steps=steps,
+            seed=seed,
+            n_train=n_train,
+            n_test=n_test,
+            device="cpu",
+            **overrides,
+        )
         data = load_dataset(base)
         for label, (optimizer, options) in SA_SGD_VARIANTS.items():
             for lr in step_sizes:
@@ -112,15 +175,35 @@ def write_outputs(result: dict, out_dir: str | Path, command: str) -> list[Path]
         for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
             mine = [r for r in rows if r["algorithm"] == algorithm]
             lrs = [r["lr"] for r in mine]
-            series_loss[algorithm] = (lrs, [r["final_train_loss"] if r["status"] == "finished" else math.nan for r in mine])
-            series_acc[algorithm] = (lrs, [r["final_test_accuracy"] if r["status"] == "finished" else math.nan for r in mine])
+            series_loss[algorithm] = (
+                lrs,
+                [r["final_train_loss"] if r["status"] == "finished" else math.nan for r in mine],
+            )
+            series_acc[algorithm] = (
+                lrs,
+                [r["final_test_accuracy"] if r["status"] == "finished" else math.nan for r in mine],
+            )
         parts.append(f"<h2>{group}</h2>")
-        parts.append(html_plot.line_chart(series_loss, f"{group}: final train loss", "step size", "train loss", logx=True, logy=True))
-        parts.append(html_plot.line_chart(series_acc, f"{group}: final test accuracy", "step size", "accuracy", logx=True))
+        parts.append(
+            html_plot.line_chart(
+                series_loss, f"{group}: final train loss", "step size", "train loss", logx=True, logy=True
+            )
+        )
+        parts.append(
+            html_plot.line_chart(series_acc, f"{group}: final test accuracy", "step size", "accuracy", logx=True)
+        )
         if kind == "sa_sgd_comparison":
-            curves = {name: ([r["step"] for r in recs if "train_loss" in r], [r["train_loss"] for r in recs if "train_loss" in r])
-                      for name, recs in result["curves"].items() if name.startswith(group)}
-            parts.append(html_plot.line_chart(curves, f"{group}: train loss during training", "step", "train loss", logy=True))
+            curves = {
+                name: (
+                    [r["step"] for r in recs if "train_loss" in r],
+                    [r["train_loss"] for r in recs if "train_loss" in r],
+                )
+                for name, recs in result["curves"].items()
+                if name.startswith(group)
+            }
+            parts.append(
+                html_plot.line_chart(curves, f"{group}: train loss during training", "step", "train loss", logy=True)
+            )
         parts.append(html_plot.table(rows, columns))
     paths[2].write_text(html_plot.page(kind.replace("_", " "), parts))
     return paths

@@ -19,9 +19,7 @@ from typing import Any, Literal, Union
 
 from .options import ConfigError, check_optimizer
 
-DatasetName = Literal[
-    "spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d", "mnist", "cifar10"
-]
+DatasetName = Literal["spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d", "mnist", "cifar10"]
 IMAGE_DATASETS = ("digits", "mnist", "cifar10")
 Activation = Literal["tanh", "relu", "sigmoid", "linear"]
 Init = Literal["gaussian", "xavier", "kaiming", "orthogonal"]
@@ -99,10 +97,14 @@ class RunConfig:
     def to_query(self) -> str:
         """The fields that differ from the defaults, as a URL query string (a shareable link)."""
         default = RunConfig()
-        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != getattr(default, f.name)}
-        return urllib.parse.urlencode({k: json.dumps(v) if isinstance(v, (dict, bool)) or v is None else v
-                                       for k, v in changed.items()})
+        changed = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+        return urllib.parse.urlencode(
+            {k: json.dumps(v) if isinstance(v, (dict, bool)) or v is None else v for k, v in changed.items()}
+        )
 
     @classmethod
     def from_query(cls, query: str) -> tuple[RunConfig, list[str]]:

@@ -166,9 +166,7 @@ def _first(n: int | None, available: int) -> int:
 
 
 # --- 2-D toys (after the TensorFlow Playground) -------------------------------------------------
-def make_spirals(
-    n_train: int, n_test: int, noise: float, seed: int, dtype: torch.dtype = torch.float32
-) -> Dataset:
+def make_spirals(n_train: int, n_test: int, noise: float, seed: int, dtype: torch.dtype = torch.float32) -> Dataset:
     """Two interleaved spirals; `noise` jitters each point by up to ±noise (Playground units, radius 5).
 
     Unlike the Playground, the positions along the spirals are drawn at random, so the test points
@@ -184,9 +182,7 @@ def make_spirals(
     return _toy("spirals", rng, points, labels, n_train, ["spiral A", "spiral B"], noise, dtype)
 
 
-def make_circles(
-    n_train: int, n_test: int, noise: float, seed: int, dtype: torch.dtype = torch.float32
-) -> Dataset:
+def make_circles(n_train: int, n_test: int, noise: float, seed: int, dtype: torch.dtype = torch.float32) -> Dataset:
     """A disk (class 0) inside a ring (class 1). As in the Playground, `noise` flips labels near the gap:
     the label is decided at a jittered copy of each point (jitter up to ±5·noise per coordinate)."""
     rng = np.random.default_rng(seed)

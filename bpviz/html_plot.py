@@ -25,8 +25,14 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step) + 1)]
 
 
-def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
-               logx: bool = False, logy: bool = False) -> str:
+def line_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+) -> str:
     """An SVG chart of named (x, y) series; non-finite or non-positive-on-log points are skipped."""
 
     def tx(v: float, log: bool) -> float | None:
@@ -47,11 +53,15 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
     def sy(y: float) -> float:
         return H - PAD + (y0 - y) / (y1 - y0) * (H - 2 * PAD)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W + 160}" height="{H}" font-family="sans-serif" font-size="11">',
-           f'<text x="{W / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
-           f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="none" stroke="#999"/>',
-           f'<text x="{W / 2}" y="{H - 12}" text-anchor="middle">{html.escape(xlabel)}</text>',
-           f'<text x="14" y="{H / 2}" text-anchor="middle" transform="rotate(-90 14 {H / 2})">{html.escape(ylabel)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W + 160}" height="{H}"'
+        ' font-family="sans-serif" font-size="11">',
+        f'<text x="{W / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
+        f'<rect x="{PAD}" y="{PAD}" width="{W - 2 * PAD}" height="{H - 2 * PAD}" fill="none" stroke="#999"/>',
+        f'<text x="{W / 2}" y="{H - 12}" text-anchor="middle">{html.escape(xlabel)}</text>',
+        f'<text x="14" y="{H / 2}" text-anchor="middle" transform="rotate(-90 14 {H / 2})">'
+        f"{html.escape(ylabel)}</text>",
+    ]
     for axis, (lo, hi, log) in (("x", (x0, x1, logx)), ("y", (y0, y1, logy))):
         for t in _ticks(lo, hi, log):
             v = math.log10(t) if log else t
@@ -66,7 +76,10 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
         colour = COLOURS[i % len(COLOURS)]
         if p:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in p)
-            out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}"><title>{html.escape(name)}</title></polyline>')
+            out.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}">'
+                f"<title>{html.escape(name)}</title></polyline>"
+            )
             out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in p)
         out.append(f'<text x="{W + 4}" y="{PAD + 14 * i + 8}" fill="{colour}">{html.escape(name)}</text>')
     out.append("</svg>")
@@ -84,7 +97,11 @@ def _fmt(v) -> str:
 
 
 def page(title: str, parts: list[str]) -> str:
-    style = ("body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{''.join(parts)}</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{''.join(parts)}</body></html>"
+    )

@@ -11,17 +11,17 @@ Two jobs, two tools:
   it joins them and the check repeats.
 * :func:`block_krylov`: a cheap picture of a spectrum too big to solve exactly. Block Lanczos from
   random vectors gives the stochastic-Lanczos-quadrature estimate of the spectral density (its Ritz
-  weights); started inside the operator's range (from A X) it gives certified bounds: every Ritz value is a Rayleigh quotient of a
-  vector orthogonal to the null space, so ``theta_max <= lambda_max`` and ``theta_min >=`` the
-  smallest nonzero eigenvalue, and ``theta_max / theta_min`` is a lower bound on the condition number
-  (up to round-off in directions whose eigenvalues count as zero).
+  weights); started inside the operator's range (from A X) it gives certified bounds: every Ritz
+  value is a Rayleigh quotient of a vector orthogonal to the null space, so ``theta_max <= lambda_max``
+  and ``theta_min >=`` the smallest nonzero eigenvalue, and ``theta_max / theta_min`` is a lower bound
+  on the condition number (up to round-off in directions whose eigenvalues count as zero).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.sparse.linalg as sla
@@ -49,15 +49,23 @@ class TopEigen:
     def check(self) -> np.ndarray:
         """The values if all converged; otherwise :class:`NotConverged` naming the residuals."""
         if not self.converged.all():
-            bad = ", ".join(f"{v:.6g} (residual {r:.2g})" for v, r, ok in
-                            zip(self.values, self.residuals, self.converged) if not ok)
-            raise NotConverged(f"{(~self.converged).sum()} of {len(self.values)} eigenvalues did not converge to "
-                               f"tol={self.tol:g} x lambda_max: {bad}; raise maxiter or tol, or use method='exact'")
+            bad = ", ".join(
+                f"{v:.6g} (residual {r:.2g})" for v, r, ok in zip(self.values, self.residuals, self.converged) if not ok
+            )
+            raise NotConverged(
+                f"{(~self.converged).sum()} of {len(self.values)} eigenvalues did not converge to "
+                f"tol={self.tol:g} x lambda_max: {bad}; raise maxiter or tol, or use method='exact'"
+            )
         return self.values
 
 
-def _as_numpy_operator(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, like: torch.Tensor,
-                       project: np.ndarray | None, counter: list[int]) -> sla.LinearOperator:
+def _as_numpy_operator(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    like: torch.Tensor,
+    project: np.ndarray | None,
+    counter: list[int],
+) -> sla.LinearOperator:
     """``matvec`` on (p, n) torch batches as a float64 scipy operator, optionally as P A P with
     P = I - Y Y^T (Y: orthonormal columns to deflate)."""
 
@@ -76,8 +84,15 @@ def _as_numpy_operator(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, l
     return sla.LinearOperator((n, n), matvec=lambda v: apply(v)[:, 0], matmat=apply, dtype=np.float64)
 
 
-def top_eigenpairs(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, like: torch.Tensor, k: int,
-                   tol: float = 1e-10, maxiter: int | None = None, seed: int = 0) -> TopEigen:
+def top_eigenpairs(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    like: torch.Tensor,
+    k: int,
+    tol: float = 1e-10,
+    maxiter: int | None = None,
+    seed: int = 0,
+) -> TopEigen:
     """The k largest eigenvalues of the PSD operator ``matvec`` (on batches of flat vectors (p, n)).
     ``tol`` is raised to 10 eps of ``like``'s dtype: a float32 matvec cannot resolve more."""
     tol = max(tol, 10 * torch.finfo(like.dtype).eps)
@@ -98,12 +113,14 @@ def top_eigenpairs(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, like:
         residuals[finite] = np.linalg.norm(AY - vectors[:, finite] * values[finite], axis=0)
     scale = np.abs(values[finite]).max() if finite.any() else 0.0
     converged = finite & (residuals <= max(tol, 1e-13) * scale * 10)
-    return TopEigen(values=np.maximum(values, 0.0), residuals=residuals, converged=converged, tol=tol,
-                    matvecs=counter[0])
+    return TopEigen(
+        values=np.maximum(values, 0.0), residuals=residuals, converged=converged, tol=tol, matvecs=counter[0]
+    )
 
 
-def _arpack(op: sla.LinearOperator, n: int, k: int, tol: float, maxiter: int | None,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _arpack(
+    op: sla.LinearOperator, n: int, k: int, tol: float, maxiter: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """ARPACK's k largest; on no convergence the pairs it did converge, the rest NaN."""
     try:
         values, vectors = sla.eigsh(op, k=k, which="LA", tol=tol, maxiter=maxiter, v0=rng.standard_normal(n))
@@ -116,9 +133,18 @@ def _arpack(op: sla.LinearOperator, n: int, k: int, tol: float, maxiter: int | N
     return values[order], vectors[:, order]
 
 
-def _deflate_check(matvec, n: int, like: torch.Tensor, k: int, values: np.ndarray, vectors: np.ndarray,
-                   tol: float, maxiter: int | None, rng: np.random.Generator,
-                   counter: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _deflate_check(
+    matvec,
+    n: int,
+    like: torch.Tensor,
+    k: int,
+    values: np.ndarray,
+    vectors: np.ndarray,
+    tol: float,
+    maxiter: int | None,
+    rng: np.random.Generator,
+    counter: list[int],
+) -> tuple[np.ndarray, np.ndarray]:
     """Recover eigenvalues ARPACK missed (second copies of repeated ones): while the largest
     eigenvalue of P A P (P projecting out the pairs found) exceeds the smallest found, swap it in."""
     if not np.isfinite(values).all():
@@ -156,8 +182,15 @@ def _orthonormalize(X: torch.Tensor, Q: torch.Tensor, fresh: Callable[[int], tor
     return q
 
 
-def block_krylov(matvec: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...], like: torch.Tensor,
-                 k: int, dim: int, in_range: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def block_krylov(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    shape: tuple[int, ...],
+    like: torch.Tensor,
+    k: int,
+    dim: int,
+    in_range: bool,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Ritz values (ascending) of a ``dim``-dimensional block Krylov space (block size k) and their
     weights (summing to 1). Started from random vectors, the weights are the SLQ estimate of the
     spectral density (null space included); started ``in_range`` (from A X), the Ritz values are the

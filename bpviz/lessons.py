@@ -23,7 +23,7 @@ from .config import RunConfig
 from .data import DataError, Dataset, load_dataset
 from .local_hessian import ZERO_RTOL, local_hessian_report, local_hessian_spectrum
 from .models import ACTIVATIONS, BlockNet, build_model, network_loss
-from .train import RunResult, Trainer, run
+from .train import Trainer
 
 # --- printing ----------------------------------------------------------------------------------
 
@@ -54,8 +54,7 @@ def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None, dig
     columns = list(columns or rows[0])
     cells = [[_cell(row.get(c, ""), digits) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
     return "\n".join(lines)
 
@@ -100,10 +99,15 @@ def stage_table(model: BlockNet, x: torch.Tensor, y: torch.Tensor, lr: float) ->
     grads = activation_gradients(model, x, y)
     rows = []
     for b, (out, res, g) in enumerate(zip(bm.outputs, bm.residuals(), grads)):
-        rows.append({"stage": f"block {b}" if b < len(model.blocks) else "head",
-                     "|z_b|": out.norm().item(), "|z_b - z~_b|": res.norm().item(),
-                     "local loss": 0.5 * res.pow(2).sum().item(),
-                     "max|r - lr*dl/dz|": (res - lr * g).abs().max().item()})
+        rows.append(
+            {
+                "stage": f"block {b}" if b < len(model.blocks) else "head",
+                "|z_b|": out.norm().item(),
+                "|z_b - z~_b|": res.norm().item(),
+                "local loss": 0.5 * res.pow(2).sum().item(),
+                "max|r - lr*dl/dz|": (res - lr * g).abs().max().item(),
+            }
+        )
     return rows
 
 
@@ -117,10 +121,14 @@ def check_back_matching(cfg: RunConfig, data: Dataset, n: int = 64, lr: float = 
     reference = sgd_reference(model, x, y, lr)
     before = copy.deepcopy(model)
     back_matching_step(model, x, y, lr)
-    return {"batch_norm": cfg.batch_norm, "skip": cfg.skip, "dtype": cfg.dtype,
-            "max |theta_BM - theta_SGD|": max_parameter_difference(model, reference),
-            "max |step|": max_parameter_difference(before, reference),
-            "max target gap": max(r["max|r - lr*dl/dz|"] for r in rows)}
+    return {
+        "batch_norm": cfg.batch_norm,
+        "skip": cfg.skip,
+        "dtype": cfg.dtype,
+        "max |theta_BM - theta_SGD|": max_parameter_difference(model, reference),
+        "max |step|": max_parameter_difference(before, reference),
+        "max target gap": max(r["max|r - lr*dl/dz|"] for r in rows),
+    }
 
 
 # --- 02: local Hessians and the tricks ------------------------------------------------------------
@@ -141,8 +149,16 @@ def spectrum_rows(model: BlockNet, x: torch.Tensor, wrt: str, **extra) -> list[d
         e = local_hessian_spectrum(model, x, b, wrt=wrt).cpu().numpy()
         lmax = float(e.max())
         nonzero = e[e > ZERO_RTOL * lmax]
-        rows.append({**extra, "block": b, "lambda_min>0": float(nonzero.min()), "lambda_max": lmax,
-                     "kappa": condition_number(e), "mean lambda": float(e.mean())})
+        rows.append(
+            {
+                **extra,
+                "block": b,
+                "lambda_min>0": float(nonzero.min()),
+                "lambda_max": lmax,
+                "kappa": condition_number(e),
+                "mean lambda": float(e.mean()),
+            }
+        )
     return rows
 
 
@@ -166,10 +182,14 @@ def mean_spike(h: torch.Tensor) -> dict:
     mean = h.mean(0)
     e_raw, v_raw = torch.linalg.eigh(h.T @ h)
     e_cen = torch.linalg.eigvalsh((h - mean).T @ (h - mean))
-    return {"n |mean|^2": n * mean.pow(2).sum().item(), "lambda_max uncentred": e_raw[-1].item(),
-            "lambda_max centred": e_cen[-1].item(),
-            "cos(top eigenvector, mean)": abs(v_raw[:, -1] @ mean).item() / mean.norm().item(),
-            "kappa uncentred": condition_number(e_raw), "kappa centred": condition_number(e_cen)}
+    return {
+        "n |mean|^2": n * mean.pow(2).sum().item(),
+        "lambda_max uncentred": e_raw[-1].item(),
+        "lambda_max centred": e_cen[-1].item(),
+        "cos(top eigenvector, mean)": abs(v_raw[:, -1] @ mean).item() / mean.norm().item(),
+        "kappa uncentred": condition_number(e_raw),
+        "kappa centred": condition_number(e_cen),
+    }
 
 
 def _weight_hessian_eigenvalues(slope: torch.Tensor, h: torch.Tensor) -> np.ndarray:
@@ -198,9 +218,18 @@ def mean_spike_share(plain: BlockNet, with_bn: BlockNet, x: torch.Tensor) -> lis
         e_bn = local_hessian_spectrum(with_bn, x, b, wrt="weight").numpy()
         k_plain, k_centred, k_bn = map(condition_number, (e_plain, e_centred, e_bn))
         drop = math.log10(k_plain / k_bn)
-        rows.append({"block": b, "lambda_max no BN": e_plain.max(), "lambda_max centred only": e_centred.max(),
-                     "lambda_max BN": e_bn.max(), "kappa no BN": k_plain, "kappa centred only": k_centred,
-                     "kappa BN": k_bn, "spike share": math.log10(k_plain / k_centred) / drop if drop > 0 else math.nan})
+        rows.append(
+            {
+                "block": b,
+                "lambda_max no BN": e_plain.max(),
+                "lambda_max centred only": e_centred.max(),
+                "lambda_max BN": e_bn.max(),
+                "kappa no BN": k_plain,
+                "kappa centred only": k_centred,
+                "kappa BN": k_bn,
+                "spike share": math.log10(k_plain / k_centred) / drop if drop > 0 else math.nan,
+            }
+        )
     return rows
 
 
@@ -225,9 +254,18 @@ def residual_check(model: BlockNet, x: torch.Tensor) -> list[dict]:
     for b, eps in enumerate(branch_norms(model, x)):
         e = local_hessian_spectrum(model, x, b, wrt="input").cpu().numpy()
         lo, hi = (1 - eps) ** 2, (1 + eps) ** 2
-        rows.append({"block": b, "epsilon": eps, "bound lo": lo, "lambda_min": float(e.min()),
-                     "lambda_max": float(e.max()), "bound hi": hi, "kappa": condition_number(e),
-                     "inside": bool(lo - 1e-12 <= e.min() and e.max() <= hi + 1e-12)})
+        rows.append(
+            {
+                "block": b,
+                "epsilon": eps,
+                "bound lo": lo,
+                "lambda_min": float(e.min()),
+                "lambda_max": float(e.max()),
+                "bound hi": hi,
+                "kappa": condition_number(e),
+                "inside": bool(lo - 1e-12 <= e.min() and e.max() <= hi + 1e-12),
+            }
+        )
     return rows
 
 
@@ -252,21 +290,30 @@ def trick_study(configs: dict[str, RunConfig], steps: int, n_samples: int = 32) 
         for _ in range(steps):
             trainer.step()
         after = local_hessian_report(trainer.model, x, max_samples=n_samples)
-        kappas = {when: [s.condition_number for s in rep.stats if s.wrt == "input"]
-                  for when, rep in (("init", before), ("trained", after))}
+        kappas = {
+            when: [s.condition_number for s in rep.stats if s.wrt == "input"]
+            for when, rep in (("init", before), ("trained", after))
+        }
         per_block[name] = kappas
-        rows.append({"variant": name, "kappa_in init (geo-mean)": geometric_mean(kappas["init"]),
-                     f"kappa_in after {steps} (geo-mean)": geometric_mean(kappas["trained"]),
-                     "estimated": any(s.estimated for s in after.stats),
-                     "train loss init": loss0, f"train loss after {steps}": trainer.evaluate("train")["loss"]})
+        rows.append(
+            {
+                "variant": name,
+                "kappa_in init (geo-mean)": geometric_mean(kappas["init"]),
+                f"kappa_in after {steps} (geo-mean)": geometric_mean(kappas["trained"]),
+                "estimated": any(s.estimated for s in after.stats),
+                "train loss init": loss0,
+                f"train loss after {steps}": trainer.evaluate("train")["loss"],
+            }
+        )
     return rows, per_block
 
 
 # --- 03: SA-SGD -------------------------------------------------------------------------------------
 
 
-def train_recording(cfg: RunConfig, every: int = 10, data: Dataset | None = None,
-                    lr_schedule: dict[int, float] | None = None) -> dict:
+def train_recording(
+    cfg: RunConfig, every: int = 10, data: Dataset | None = None, lr_schedule: dict[int, float] | None = None
+) -> dict:
     """Train ``cfg`` recording, every ``every`` steps, the batch loss, the algorithm's scalars
     (SA-SGD's ``scale/<block>``) and each block's weight norm |W_b|_F; ``lr_schedule`` maps a step to
     a new learning rate. Ends with the train and test metrics (BN in eval mode); stops when the
@@ -288,8 +335,9 @@ def train_recording(cfg: RunConfig, every: int = 10, data: Dataset | None = None
         return True
 
     due = loop.every(every, cfg.steps)
-    end = loop.train_loop(trainer, cfg.steps, [loop.Hook(due, keep, on_divergence=True)], check=due,
-                          before_step=schedule_lr)
+    end = loop.train_loop(
+        trainer, cfg.steps, [loop.Hook(due, keep, on_divergence=True)], check=due, before_step=schedule_lr
+    )
     if end.status == "diverged":
         record["status"] = "diverged"
     record["train"] = trainer.evaluate("train")
@@ -322,24 +370,6 @@ def curve(records: list[dict], key: str) -> dict[str, list]:
     ready for ``fig.add_scatter(**curve(...))``."""
     pts = [(r["step"], r[key]) for r in records if key in r]
     return {"x": [s for s, _ in pts], "y": [v for _, v in pts]}
-
-
-def sweep(base: RunConfig, algorithms: Sequence[str], step_sizes: Sequence[float], data: Dataset | None = None,
-          eval_every: int | None = None) -> dict:
-    """``compare.step_size_sweep`` for any base config (e.g. the authors' 784-500-10 MNIST net)."""
-    from .compare import result_row
-
-    data = data or load_dataset(base)
-    rows, curves = [], {}
-    for algorithm in algorithms:
-        for lr in step_sizes:
-            res: RunResult = run(base.replace(optimizer=algorithm, lr=lr), data,
-                                 eval_every=eval_every or max(1, base.steps // 10))
-            rows.append(result_row(res, data.n_outputs, dataset=base.dataset))
-            curves[f"{algorithm} lr={lr:g}"] = res.records
-    largest = {a: max((r["lr"] for r in rows if r["algorithm"] == a and r["stable"]), default=None) for a in algorithms}
-    return {"kind": "step_size_sweep", "base_config": base.to_dict(), "rows": rows, "largest_stable_step": largest,
-            "curves": curves}
 
 
 def load_or_explain(cfg: RunConfig) -> Dataset | None:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -206,7 +206,9 @@ def _exact_input(block: Block, z: torch.Tensor, dense_max: int = EXACT_DENSE_MAX
 
 
 # --- Lanczos ------------------------------------------------------------------------------------
-def _gauss_newton_matvec(block: Block, z: torch.Tensor, wrt: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+def _gauss_newton_matvec(
+    block: Block, z: torch.Tensor, wrt: str
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     """v -> J^T J v for a batch of tangents (p, *primal.shape), from jvp and vjp only."""
     if wrt == "weight":
         primal = block.weight.detach()
@@ -238,7 +240,9 @@ def _top_eigen(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> To
     return top_eigenpairs(flat_matvec, primal.numel(), primal, k, **options)
 
 
-def _krylov(block: Block, z: torch.Tensor, wrt: str, k: int, dim: int, in_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _krylov(
+    block: Block, z: torch.Tensor, wrt: str, k: int, dim: int, in_range: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     matvec, primal = _gauss_newton_matvec(block, z, wrt)
     with torch.no_grad():
         return block_krylov(matvec, tuple(primal.shape), primal, k, dim, in_range)
@@ -287,8 +291,15 @@ def local_hessian_spectrum(
     return eigs if k is None else eigs[-k:]
 
 
-def local_hessian_top_eigen(model: BlockNet, x: torch.Tensor, block: int, wrt: str = "weight", k: int = 5,
-                            tol: float = 1e-10, maxiter: int | None = None) -> TopEigen:
+def local_hessian_top_eigen(
+    model: BlockNet,
+    x: torch.Tensor,
+    block: int,
+    wrt: str = "weight",
+    k: int = 5,
+    tol: float = 1e-10,
+    maxiter: int | None = None,
+) -> TopEigen:
     """The k largest eigenvalues from Jacobian-vector products (ARPACK, checked for missed repeated
     eigenvalues), each with its residual norm and whether it converged to ``tol`` x lambda_max."""
     blk = _check_args(model, x, block, wrt, "lanczos", k)
@@ -326,8 +337,9 @@ def _zero_tol(lmax: float, dim: int, source_dtype: torch.dtype) -> float:
     return lmax * max((dim * eps) ** 2, dim * torch.finfo(torch.float64).eps, ZERO_RTOL)
 
 
-def _stats(block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weights: np.ndarray,
-           dim: int, dtype: torch.dtype) -> SpectrumStats:
+def _stats(
+    block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weights: np.ndarray, dim: int, dtype: torch.dtype
+) -> SpectrumStats:
     if not np.isfinite(eigs).all():
         nan = float("nan")
         return SpectrumStats(block, wrt, method, size, nan, nan, nan, nan, 0, [nan] * (len(HIST_EDGES) - 1))
@@ -337,15 +349,22 @@ def _stats(block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weigh
     logs = np.clip(np.log10(eigs[nonzero]), HIST_EDGES[0], HIST_EDGES[-1])
     counts, _ = np.histogram(logs, bins=HIST_EDGES, weights=weights[nonzero] * size)
     return SpectrumStats(
-        block=block, wrt=wrt, method=method, size=size, lambda_max=lmax, lambda_min_nonzero=lmin,
+        block=block,
+        wrt=wrt,
+        method=method,
+        size=size,
+        lambda_max=lmax,
+        lambda_min_nonzero=lmin,
         condition_number=lmax / lmin if nonzero.any() else float("nan"),
-        trace=float((eigs * weights).sum() * size), rank=int(round(float(weights[nonzero].sum() * size))),
+        trace=float((eigs * weights).sum() * size),
+        rank=int(round(float(weights[nonzero].sum() * size))),
         hist_counts=counts.tolist(),
     )
 
 
-def _bounded_stats(b: int, wrt: str, blk: Block, z: torch.Tensor, k: int, size: int, dim: int,
-                   dtype: torch.dtype) -> SpectrumStats:
+def _bounded_stats(
+    b: int, wrt: str, blk: Block, z: torch.Tensor, k: int, size: int, dim: int, dtype: torch.dtype
+) -> SpectrumStats:
     """The report's fallback: the density, trace and rank from SLQ (random start), and lambda_max,
     lambda_min and kappa from a Krylov space inside the range (certified bounds, see bpviz.krylov)."""
     theta, w = _krylov(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=False)
@@ -407,7 +426,9 @@ def probe_size(model: BlockNet, x: torch.Tensor, batch_size: int, smallest: int 
     return max(1, n)
 
 
-def local_hessian_report(model: BlockNet, x: torch.Tensor, max_samples: int | None = 32, k: int = 8) -> LocalHessianReport:
+def local_hessian_report(
+    model: BlockNet, x: torch.Tensor, max_samples: int | None = 32, k: int = 8
+) -> LocalHessianReport:
     """For every block and both ``wrt``: lambda_max, smallest nonzero lambda, condition number, trace
     and a histogram of log10 eigenvalues.
 

@@ -58,8 +58,15 @@ def divergence(loss: float, algorithm: Algorithm, check_parameters: bool) -> str
     return ""
 
 
-def train_loop(trainer: "Trainer", until: int, hooks: Sequence[Hook] = (), *, check: Schedule,
-               check_parameters: Schedule | None = None, before_step: Callable[[], bool] | None = None) -> LoopEnd:
+def train_loop(
+    trainer: Trainer,
+    until: int,
+    hooks: Sequence[Hook] = (),
+    *,
+    check: Schedule,
+    check_parameters: Schedule | None = None,
+    before_step: Callable[[], bool] | None = None,
+) -> LoopEnd:
     """Train until ``trainer.step_count == until``. After each step: on ``check`` steps read the
     batch loss (one device sync) and apply :func:`divergence` (parameters too on ``check_parameters``
     steps), then run every due hook in order (on a diverged step only the ``on_divergence`` ones)

@@ -29,50 +29,109 @@ class Metric:
     unit: str
 
 
-GLOSSARY: dict[str, Metric] = {m.pattern: m for m in (
-    # --- every step that is recorded --------------------------------------------------------------
-    Metric("batch_loss", "network_loss on the mini-batch the step trained on, before the step (StepResult.loss, "
-           "BN in training mode)", _LOSS),
-    Metric("grad_norm/{block}", "Frobenius norm of the block's main weight's .grad after the step: the batch loss's "
-           "gradient as the algorithm left it (SA-SGD's amended one); absent where the algorithm leaves none "
-           "(ProxBP, SIBP)", "loss per weight unit"),
-    # --- evaluations (BN in eval mode) ------------------------------------------------------------
-    Metric("train_loss", "network_loss on the training split (its first samples), after the step", _LOSS),
-    Metric("test_loss", "network_loss on the test split (its first samples), after the step", _LOSS),
-    Metric("train_accuracy", "fraction of the training split's (first) samples classified correctly; "
-           "classification only", "fraction in [0, 1]"),
-    Metric("test_accuracy", "fraction of the test split's (first) samples classified correctly; classification only",
-           "fraction in [0, 1]"),
-    # --- local-Hessian reports --------------------------------------------------------------------
-    Metric("cond/{wrt}/{block}", "condition number lambda_max / smallest nonzero eigenvalue of the block's local "
-           "Hessian with respect to wrt ('weight' or 'input'), from the exact spectrum", _NO_UNIT),
-    Metric("cond_lower_bound/{wrt}/{block}", "a certified lower bound on cond/{wrt}/{block}, recorded instead of it "
-           "where the exact spectrum is too large to compute live", _NO_UNIT),
-    Metric("lambda_max/{wrt}/{block}", "the largest eigenvalue of that local Hessian, from the exact spectrum",
-           _CURVATURE),
-    Metric("lambda_max_lower_bound/{wrt}/{block}", "a certified lower bound on lambda_max/{wrt}/{block}, recorded "
-           "instead of it where the exact spectrum is too large to compute live", _CURVATURE),
-    # --- the algorithms' own scalars (Algorithm.SCALARS) ------------------------------------------
-    Metric("scale/{block}", "SA-SGD: the factor eta_b / eta the block's weight gradient is multiplied by (the mean "
-           "over channels; 1 where it is not amended)", _NO_UNIT),
-    Metric("scale/head", "SA-SGD: that factor for the head's weight", _NO_UNIT),
-    Metric("cg_residual", "ProxBP (solver 'cg'), SIBP (solver 'gauss_newton'): the largest relative residual "
-           "|r| / |right-hand side| of the step's conjugate-gradient solves, over the blocks", _NO_UNIT),
-    Metric("factor_failed", "ProxBP (solver 'exact'), SIBP (solver 'gauss_newton'): how many of the step's Cholesky "
-           "factorisations failed (the update is then NaN)", "count"),
-    Metric("gn_step", "SIBP (solver 'gauss_newton', inner_iters > 1): the largest, over the hidden layers, last "
-           "Gauss-Newton correction relative to the layer's whole step", _NO_UNIT),
-    Metric("fr_applied", "SIBP (solver 'authors'): the fraction of the step's Fletcher-Reeves iterations, over all "
-           "layers, that applied a step", "fraction in [0, 1]"),
-    # --- bpviz compare's rows, one per run --------------------------------------------------------
-    Metric("initial_train_loss", "train_loss before the first step", _LOSS),
-    Metric("final_train_loss", "train_loss after the last step (NaN when the run diverged)", _LOSS),
-    Metric("final_test_accuracy", "test_accuracy after the last step (NaN when the run diverged, or for "
-           "regression)", "fraction in [0, 1]"),
-    Metric("diverged_at", "the first step whose batch loss or parameters were NaN/Inf (None: never)", "step"),
-    Metric("stable", "the run finished, lowered train_loss, and (classification) reached a train_accuracy of at "
-           "least twice chance", "true or false"),
-)}
+GLOSSARY: dict[str, Metric] = {
+    m.pattern: m
+    for m in (
+        # --- every step that is recorded --------------------------------------------------------------
+        Metric(
+            "batch_loss",
+            "network_loss on the mini-batch the step trained on, before the step (StepResult.loss, "
+            "BN in training mode)",
+            _LOSS,
+        ),
+        Metric(
+            "grad_norm/{block}",
+            "Frobenius norm of the block's main weight's .grad after the step: the batch loss's "
+            "gradient as the algorithm left it (SA-SGD's amended one); absent where the algorithm leaves none "
+            "(ProxBP, SIBP)",
+            "loss per weight unit",
+        ),
+        # --- evaluations (BN in eval mode) ------------------------------------------------------------
+        Metric("train_loss", "network_loss on the training split (its first samples), after the step", _LOSS),
+        Metric("test_loss", "network_loss on the test split (its first samples), after the step", _LOSS),
+        Metric(
+            "train_accuracy",
+            "fraction of the training split's (first) samples classified correctly; classification only",
+            "fraction in [0, 1]",
+        ),
+        Metric(
+            "test_accuracy",
+            "fraction of the test split's (first) samples classified correctly; classification only",
+            "fraction in [0, 1]",
+        ),
+        # --- local-Hessian reports --------------------------------------------------------------------
+        Metric(
+            "cond/{wrt}/{block}",
+            "condition number lambda_max / smallest nonzero eigenvalue of the block's local "
+            "Hessian with respect to wrt ('weight' or 'input'), from the exact spectrum",
+            _NO_UNIT,
+        ),
+        Metric(
+            "cond_lower_bound/{wrt}/{block}",
+            "a certified lower bound on cond/{wrt}/{block}, recorded instead of it "
+            "where the exact spectrum is too large to compute live",
+            _NO_UNIT,
+        ),
+        Metric(
+            "lambda_max/{wrt}/{block}",
+            "the largest eigenvalue of that local Hessian, from the exact spectrum",
+            _CURVATURE,
+        ),
+        Metric(
+            "lambda_max_lower_bound/{wrt}/{block}",
+            "a certified lower bound on lambda_max/{wrt}/{block}, recorded "
+            "instead of it where the exact spectrum is too large to compute live",
+            _CURVATURE,
+        ),
+        # --- the algorithms' own scalars (Algorithm.SCALARS) ------------------------------------------
+        Metric(
+            "scale/{block}",
+            "SA-SGD: the factor eta_b / eta the block's weight gradient is multiplied by (the mean "
+            "over channels; 1 where it is not amended)",
+            _NO_UNIT,
+        ),
+        Metric("scale/head", "SA-SGD: that factor for the head's weight", _NO_UNIT),
+        Metric(
+            "cg_residual",
+            "ProxBP (solver 'cg'), SIBP (solver 'gauss_newton'): the largest relative residual "
+            "|r| / |right-hand side| of the step's conjugate-gradient solves, over the blocks",
+            _NO_UNIT,
+        ),
+        Metric(
+            "factor_failed",
+            "ProxBP (solver 'exact'), SIBP (solver 'gauss_newton'): how many of the step's Cholesky "
+            "factorisations failed (the update is then NaN)",
+            "count",
+        ),
+        Metric(
+            "gn_step",
+            "SIBP (solver 'gauss_newton', inner_iters > 1): the largest, over the hidden layers, last "
+            "Gauss-Newton correction relative to the layer's whole step",
+            _NO_UNIT,
+        ),
+        Metric(
+            "fr_applied",
+            "SIBP (solver 'authors'): the fraction of the step's Fletcher-Reeves iterations, over all "
+            "layers, that applied a step",
+            "fraction in [0, 1]",
+        ),
+        # --- bpviz compare's rows, one per run --------------------------------------------------------
+        Metric("initial_train_loss", "train_loss before the first step", _LOSS),
+        Metric("final_train_loss", "train_loss after the last step (NaN when the run diverged)", _LOSS),
+        Metric(
+            "final_test_accuracy",
+            "test_accuracy after the last step (NaN when the run diverged, or for regression)",
+            "fraction in [0, 1]",
+        ),
+        Metric("diverged_at", "the first step whose batch loss or parameters were NaN/Inf (None: never)", "step"),
+        Metric(
+            "stable",
+            "the run finished, lowered train_loss, and (classification) reached a train_accuracy of at "
+            "least twice chance",
+            "true or false",
+        ),
+    )
+}
 
 _PLACEHOLDER = {"{wrt}": "|".join(WRT), "{block}": r"\d+"}
 

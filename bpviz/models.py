@@ -10,7 +10,7 @@ back-matching loss BP minimises, and it has no side effects, so curvature code m
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,9 @@ class Block(nn.Module):
 
     kind: str  # "linear" or "conv"
 
-    def __init__(self, affine: nn.Module, bn: nn.Module | None, activation: str, projection: nn.Module | None, skip: bool):
+    def __init__(
+        self, affine: nn.Module, bn: nn.Module | None, activation: str, projection: nn.Module | None, skip: bool
+    ):
         super().__init__()
         self.affine = affine
         self.bn = bn
@@ -210,7 +212,9 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) ->
         head = Head(cfg.width, n_outputs, pool=True)
     else:
         widths = [math.prod(input_shape)] + [cfg.width] * cfg.depth
-        blocks = [LinearBlock(widths[i], widths[i + 1], cfg.activation, cfg.batch_norm, cfg.skip) for i in range(cfg.depth)]
+        blocks = [
+            LinearBlock(widths[i], widths[i + 1], cfg.activation, cfg.batch_norm, cfg.skip) for i in range(cfg.depth)
+        ]
         head = Head(cfg.width, n_outputs, pool=False)
     model = BlockNet(blocks, head, input_shape, flatten=cfg.arch == "mlp")
     model.to(torch_dtype(cfg.dtype))

@@ -76,41 +76,58 @@ ALGORITHM_OPTIONS: dict[str, dict[str, Option]] = {
     },
     "sa_sgd": {
         **_SGD_OPTIONS,
-        "amend": Option("bn_weights", "which tensors are amended: the weights followed by BN (sigma^2/gamma^2), "
-                        "every tensor (trace scalars), or only the head (ablation)",
-                        choices=("bn_weights", "all", "head")),
-        "granularity": Option("block", "one scale per block, or one per output channel",
-                              choices=("block", "channel")),
-        "statistics": Option("batch", "scalars from this batch, or a running EMA of them",
-                             choices=("batch", "running")),
+        "amend": Option(
+            "bn_weights",
+            "which tensors are amended: the weights followed by BN (sigma^2/gamma^2), "
+            "every tensor (trace scalars), or only the head (ablation)",
+            choices=("bn_weights", "all", "head"),
+        ),
+        "granularity": Option("block", "one scale per block, or one per output channel", choices=("block", "channel")),
+        "statistics": Option(
+            "batch", "scalars from this batch, or a running EMA of them", choices=("batch", "running")
+        ),
         "ema": Option(0.9, "EMA momentum when statistics='running'", lo=0.0, hi=1.0),
         "normalize": Option(True, "divide the scales by their geometric mean, so lr keeps SGD's meaning"),
-        "refresh_every": Option(20, "recompute the scalars every N steps (they drift slowly); reuse them between",
-                                lo=1),
+        "refresh_every": Option(
+            20, "recompute the scalars every N steps (they drift slowly); reuse them between", lo=1
+        ),
     },
     "proxbp": {
-        "tau": Option(1.0, "explicit step size on the pre-activations z (the official code uses 1)",
-                      lo=0.0, open_lo=True),
-        "solver": Option("exact", "proximal solve: exact Cholesky, or a few conjugate-gradient steps",
-                         choices=("exact", "cg")),
+        "tau": Option(
+            1.0, "explicit step size on the pre-activations z (the official code uses 1)", lo=0.0, open_lo=True
+        ),
+        "solver": Option(
+            "exact", "proximal solve: exact Cholesky, or a few conjugate-gradient steps", choices=("exact", "cg")
+        ),
         "cg_iters": Option(3, "conjugate-gradient iterations per block (solver 'cg')", lo=1),
         "momentum": Option(0.0, "heavy-ball momentum of the wrapper SGD", lo=0.0, hi=1.0, open_hi=True),
         "nesterov": Option(False, "Nesterov momentum in the wrapper SGD (needs momentum > 0)"),
     },
     "sibp": {
-        "solver": Option("authors", "prox solver: the authors' FR-CG + Armijo, or bpviz's Gauss-Newton/CG",
-                         choices=("authors", "gauss_newton")),
-        "lam": Option(1.0, "proximal weight λ (prox step size 1/λ); authors' default 1", lo=0.0, hi=1e12,
-                      open_lo=True),
-        "fr_iters": Option(5, "authors' solver: Fletcher-Reeves iterations per W or b solve (authors: 5)",
-                           lo=1, hi=100),
-        "armijo_rho": Option(0.6, "authors' solver: backtracking factor ρ (authors: 0.6)", lo=0.0, hi=1.0,
-                             open_lo=True, open_hi=True),
-        "armijo_sigma": Option(0.1, "authors' solver: Armijo sufficient-decrease constant σ (authors: 0.1)",
-                               lo=0.0, hi=1.0, open_lo=True, open_hi=True),
+        "solver": Option(
+            "authors",
+            "prox solver: the authors' FR-CG + Armijo, or bpviz's Gauss-Newton/CG",
+            choices=("authors", "gauss_newton"),
+        ),
+        "lam": Option(1.0, "proximal weight λ (prox step size 1/λ); authors' default 1", lo=0.0, hi=1e12, open_lo=True),
+        "fr_iters": Option(
+            5, "authors' solver: Fletcher-Reeves iterations per W or b solve (authors: 5)", lo=1, hi=100
+        ),
+        "armijo_rho": Option(
+            0.6, "authors' solver: backtracking factor ρ (authors: 0.6)", lo=0.0, hi=1.0, open_lo=True, open_hi=True
+        ),
+        "armijo_sigma": Option(
+            0.1,
+            "authors' solver: Armijo sufficient-decrease constant σ (authors: 0.1)",
+            lo=0.0,
+            hi=1.0,
+            open_lo=True,
+            open_hi=True,
+        ),
         "inner_iters": Option(1, "gauss_newton solver: Gauss-Newton iterations per hidden layer", lo=1, hi=100),
-        "cg_iters": Option(2, "gauss_newton solver: conjugate-gradient iterations per Gauss-Newton step",
-                           lo=1, hi=1000),
+        "cg_iters": Option(
+            2, "gauss_newton solver: conjugate-gradient iterations per Gauss-Newton step", lo=1, hi=1000
+        ),
     },
 }
 
@@ -132,8 +149,9 @@ def resolve_options(algorithm: str, schema: dict[str, Option], given: dict[str, 
     unknown = sorted(set(given) - set(schema))
     if unknown:
         allowed = ", ".join(schema) or "none"
-        raise ConfigError(f"optimizer_options: unknown option(s) {unknown} for optimizer {algorithm!r}; "
-                          f"allowed: {allowed}")
+        raise ConfigError(
+            f"optimizer_options: unknown option(s) {unknown} for optimizer {algorithm!r}; allowed: {allowed}"
+        )
     return {name: opt.check(algorithm, name, given.get(name, opt.default)) for name, opt in schema.items()}
 
 
@@ -148,11 +166,15 @@ def check_optimizer(optimizer: str, options: dict[str, Any], *, arch: str, batch
     if arch == "cnn":
         why = "arch 'cnn' has convolution blocks (and a pooled head); use arch 'mlp'."
     elif batch_norm:
-        why = ("batch_norm=True: BatchNorm couples the samples of a batch, so a block is no longer "
-               "'affine then elementwise activation' sample by sample; set batch_norm to false.")
+        why = (
+            "batch_norm=True: BatchNorm couples the samples of a batch, so a block is no longer "
+            "'affine then elementwise activation' sample by sample; set batch_norm to false."
+        )
     elif skip:
-        why = ("skip=True: a skip connection adds the block input to its output, which the layer-wise "
-               "fit of the block's output does not model; set skip to false.")
+        why = (
+            "skip=True: a skip connection adds the block input to its output, which the layer-wise "
+            "fit of the block's output does not model; set skip to false."
+        )
     else:
         return
     raise not_a_plain_mlp(optimizer, why)

@@ -29,38 +29,81 @@ _DIGITS = dict(dataset="digits", n_train=1400, n_test=397, device="auto")
 # 16 tanh blocks x 32, SGD lr 0.1, batch 64, 1000 steps (~2-5 s on one CPU thread).
 # Final train loss, seeds 0/1/2: gaussian 2.302/2.302/2.302 (chance), orthogonal 0.005/0.005/0.005,
 # batch norm 0.021/0.011/0.020, skip 0.002/0.001/0.001.
-_DEEP_TANH = RunConfig(**_DIGITS, depth=16, width=32, activation="tanh", init="gaussian", init_std=0.1,
-                       optimizer="sgd", lr=0.1, batch_size=64, steps=1000)
+_DEEP_TANH = RunConfig(
+    **_DIGITS,
+    depth=16,
+    width=32,
+    activation="tanh",
+    init="gaussian",
+    init_std=0.1,
+    optimizer="sgd",
+    lr=0.1,
+    batch_size=64,
+    steps=1000,
+)
 
 # 4 BN-ReLU conv blocks x 16 channels, momentum 0.9, lr 3, batch 64, 400 steps (~3 s).
 # Final train loss, seeds 0-4 (one CPU thread): SGD 0.089/0.82/0.11/0.082/0.27; SA-SGD amend="bn_weights"
 # (the default) 0.35/0.59/0.17/0.28/0.32, amend="all" 0.025/0.054/0.042/0.078/0.17, amend="head"
 # 0.0019/0.0035/0.022/0.046/0.011.
-_BN_NET = RunConfig(**_DIGITS, arch="cnn", depth=4, width=16, activation="relu", init="kaiming", batch_norm=True,
-                    optimizer="sgd", optimizer_options={"momentum": 0.9}, lr=3.0, batch_size=64, steps=400)
+_BN_NET = RunConfig(
+    **_DIGITS,
+    arch="cnn",
+    depth=4,
+    width=16,
+    activation="relu",
+    init="kaiming",
+    batch_norm=True,
+    optimizer="sgd",
+    optimizer_options={"momentum": 0.9},
+    lr=3.0,
+    batch_size=64,
+    steps=400,
+)
 
 # 2 ReLU blocks x 128, Kaiming, batch 100, step size 3, 300 steps (~1-3 s).
 # Final train loss (seed 0): SGD 2.31 (chance), SIBP ~1e-5.
-_LARGE_STEP = RunConfig(**_DIGITS, depth=2, width=128, activation="relu", init="kaiming", lr=3.0,
-                        batch_size=100, steps=300)
+_LARGE_STEP = RunConfig(
+    **_DIGITS, depth=2, width=128, activation="relu", init="kaiming", lr=3.0, batch_size=100, steps=300
+)
 
 _PRESETS: list[tuple[str, RunConfig, str]] = [
-    ("deep-tanh-gaussian", _DEEP_TANH,
-     "16x32 tanh MLP, small Gaussian init (std 0.1): signals and gradients vanish, SGD stays at chance"),
-    ("deep-tanh-orthogonal", _DEEP_TANH.replace(init="orthogonal"),
-     "the same net with an orthogonal init: norms are kept through the depth and SGD trains"),
-    ("deep-tanh-bn", _DEEP_TANH.replace(batch_norm=True),
-     "the same net (Gaussian init) with batch norm in every block: BN rescales the signal and SGD trains"),
-    ("deep-tanh-skip", _DEEP_TANH.replace(skip=True),
-     "the same net (Gaussian init) with skip connections: the identity path carries the gradient"),
-    ("sgd-bn", _BN_NET,
-     "BN-ReLU CNN 4x16, SGD with momentum at lr 3: trains, but jumps about"),
-    ("sa-sgd-bn", _BN_NET.replace(optimizer="sa_sgd"),
-     "the same BN CNN with SA-SGD (σ²/γ² on the BN weights): no better than SGD at lr 3 (see notebook 03)"),
-    ("sgd-large-step", _LARGE_STEP.replace(optimizer="sgd"),
-     "ReLU MLP 2x128 with SGD at lr 3: too large a step, the loss falls back to chance"),
-    ("sibp-large-step", _LARGE_STEP.replace(optimizer="sibp"),
-     "the same net with semi-implicit BP at step size 3: the implicit update trains"),
+    (
+        "deep-tanh-gaussian",
+        _DEEP_TANH,
+        "16x32 tanh MLP, small Gaussian init (std 0.1): signals and gradients vanish, SGD stays at chance",
+    ),
+    (
+        "deep-tanh-orthogonal",
+        _DEEP_TANH.replace(init="orthogonal"),
+        "the same net with an orthogonal init: norms are kept through the depth and SGD trains",
+    ),
+    (
+        "deep-tanh-bn",
+        _DEEP_TANH.replace(batch_norm=True),
+        "the same net (Gaussian init) with batch norm in every block: BN rescales the signal and SGD trains",
+    ),
+    (
+        "deep-tanh-skip",
+        _DEEP_TANH.replace(skip=True),
+        "the same net (Gaussian init) with skip connections: the identity path carries the gradient",
+    ),
+    ("sgd-bn", _BN_NET, "BN-ReLU CNN 4x16, SGD with momentum at lr 3: trains, but jumps about"),
+    (
+        "sa-sgd-bn",
+        _BN_NET.replace(optimizer="sa_sgd"),
+        "the same BN CNN with SA-SGD (σ²/γ² on the BN weights): no better than SGD at lr 3 (see notebook 03)",
+    ),
+    (
+        "sgd-large-step",
+        _LARGE_STEP.replace(optimizer="sgd"),
+        "ReLU MLP 2x128 with SGD at lr 3: too large a step, the loss falls back to chance",
+    ),
+    (
+        "sibp-large-step",
+        _LARGE_STEP.replace(optimizer="sibp"),
+        "the same net with semi-implicit BP at step size 3: the implicit update trains",
+    ),
 ]
 
 #: preset name -> its RunConfig (``name`` set to the preset name)

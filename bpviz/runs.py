@@ -142,7 +142,10 @@ def load_run(path: str | Path) -> SavedRun:
                     raise ValueError("not an object")
                 records.append(_from_json(record))
             except (ValueError, RecursionError):
-                warnings.append(f"{metrics.name} line {i}: " + ("truncated last line skipped" if i == len(lines) else "corrupt line skipped"))
+                warnings.append(
+                    f"{metrics.name} line {i}: "
+                    + ("truncated last line skipped" if i == len(lines) else "corrupt line skipped")
+                )
     status: Any = {"state": "unknown"}
     try:
         status = json.loads((path / "status.json").read_text())

@@ -29,8 +29,8 @@ from .config import RunConfig
 from .history import History
 from .local_hessian import local_hessian_report, probe_size
 from .loop import Hook, TimeShare, train_loop
-from .metrics import grad_norm_name
 from .loop import every as loop_every
+from .metrics import grad_norm_name
 from .optim.base import check_lr
 from .runs import RunWriter
 from .train import Trainer
@@ -121,10 +121,19 @@ class Subscription:
 class TrainingSession:
     """Trains ``cfg`` on a worker thread; see the module docstring."""
 
-    def __init__(self, cfg: RunConfig, runs_dir: str | Path | None = None, max_rate: float = 10.0,
-                 loss_every: int = 10, eval_every: int = 100, hessian_share: float = 0.15,
-                 hessian_samples: int | None = None, history_points: int = 1000, train_eval_samples: int = 1024,
-                 checkpoint: str | Path | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        runs_dir: str | Path | None = None,
+        max_rate: float = 10.0,
+        loss_every: int = 10,
+        eval_every: int = 100,
+        hessian_share: float = 0.15,
+        hessian_samples: int | None = None,
+        history_points: int = 1000,
+        train_eval_samples: int = 1024,
+        checkpoint: str | Path | None = None,
+    ):
         self.runs_dir = runs_dir
         self.max_rate = max_rate
         self.loss_every, self.eval_every = loss_every, eval_every
@@ -183,8 +192,10 @@ class TrainingSession:
     def _require(self, action: str, *allowed: State) -> None:
         if self.state not in allowed:
             hint = " (reset first)" if self.state in ENDED else ""
-            raise SessionError(f"cannot {action} a session that is {self.state.value}{hint}; "
-                               f"{action} needs state {' or '.join(s.value for s in allowed)}")
+            raise SessionError(
+                f"cannot {action} a session that is {self.state.value}{hint}; "
+                f"{action} needs state {' or '.join(s.value for s in allowed)}"
+            )
 
     # --- controls (any thread) ----------------------------------------------------------------
     def start(self) -> None:
@@ -278,6 +289,7 @@ class TrainingSession:
         its own thread with each (merged) event, so it can be slow without slowing training."""
         sub = Subscription(Mailbox(), self)
         if callback is not None:
+
             def deliver() -> None:
                 while True:
                     event = sub.mailbox.get(timeout=1.0)
@@ -289,6 +301,7 @@ class TrainingSession:
                         callback(event)
                     except Exception:  # a broken subscriber must not take the session down
                         traceback.print_exc()
+
             sub.thread = threading.Thread(target=deliver, name="bpviz-subscriber", daemon=True)
             sub.thread.start()
         with self._lock:
@@ -309,10 +322,18 @@ class TrainingSession:
 
     # --- publishing -----------------------------------------------------------------------------
     def _event(self, points: bool = True) -> dict:
-        event = {"state": self.state.value, "step": self.step, "lr": self.lr, "device": self.device,
-                 "steps_per_s": self._steps_per_s, "message": self.message, "diverged_at": self.diverged_at,
-                 "hessian_every": self._hessian_every, "run": self.writer.path.name if self.writer else None,
-                 "time": time.time()}
+        event = {
+            "state": self.state.value,
+            "step": self.step,
+            "lr": self.lr,
+            "device": self.device,
+            "steps_per_s": self._steps_per_s,
+            "message": self.message,
+            "diverged_at": self.diverged_at,
+            "hessian_every": self._hessian_every,
+            "run": self.writer.path.name if self.writer else None,
+            "time": time.time(),
+        }
         if points:
             event["points"], self._new_points = self._new_points, {}
             if self.report is not None and self._reports:
@@ -376,14 +397,27 @@ class TrainingSession:
         def report(step: int, result) -> None:
             self._share.ran(self._hessian(probe))
 
-        hooks = [Hook(loop_every(self.loss_every, cfg.steps), lambda step, result: self._record_step(result),
-                      on_divergence=True),
-                 Hook(loop_every(self.eval_every, cfg.steps), lambda step, result: self._evaluate()),
-                 Hook(report_due, report),
-                 Hook(lambda step: time.monotonic() - self._last_publish >= 1.0 / self.max_rate,
-                      lambda step, result: self._publish_progress(step))]
-        end = train_loop(trainer, cfg.steps, hooks, check=loop_every(self.loss_every, cfg.steps),
-                         check_parameters=loop_every(self.eval_every, cfg.steps), before_step=self._between_steps)
+        hooks = [
+            Hook(
+                loop_every(self.loss_every, cfg.steps),
+                lambda step, result: self._record_step(result),
+                on_divergence=True,
+            ),
+            Hook(loop_every(self.eval_every, cfg.steps), lambda step, result: self._evaluate()),
+            Hook(report_due, report),
+            Hook(
+                lambda step: time.monotonic() - self._last_publish >= 1.0 / self.max_rate,
+                lambda step, result: self._publish_progress(step),
+            ),
+        ]
+        end = train_loop(
+            trainer,
+            cfg.steps,
+            hooks,
+            check=loop_every(self.loss_every, cfg.steps),
+            check_parameters=loop_every(self.eval_every, cfg.steps),
+            before_step=self._between_steps,
+        )
         with self._lock:
             if end.status == "diverged":
                 self.diverged_at = end.step
@@ -441,8 +475,9 @@ class TrainingSession:
         if all(g is not None for g in grads):
             values.update({grad_norm_name(i): n for i, n in enumerate(torch._foreach_norm(grads))})
         names = list(values)
-        numbers = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=result.loss.device).reshape(())
-                               for v in values.values()]).tolist()
+        numbers = torch.stack(
+            [torch.as_tensor(v, dtype=torch.float64, device=result.loss.device).reshape(()) for v in values.values()]
+        ).tolist()
         self._record(dict(zip(names, numbers)))
 
     def _hessian(self, probe: torch.Tensor) -> float:

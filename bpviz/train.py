@@ -86,9 +86,14 @@ def run(cfg: RunConfig, data: Dataset | None = None, eval_every: int = 50) -> Ru
 
     result.records.append({"step": 0, **evaluate()})
     schedule = every(eval_every, cfg.steps)
-    hooks = [Hook(schedule, lambda step, out: result.records.append({"step": step, "batch_loss": out.loss.item()}),
-                  on_divergence=True),
-             Hook(schedule, lambda step, out: result.records[-1].update(evaluate()))]
+    hooks = [
+        Hook(
+            schedule,
+            lambda step, out: result.records.append({"step": step, "batch_loss": out.loss.item()}),
+            on_divergence=True,
+        ),
+        Hook(schedule, lambda step, out: result.records[-1].update(evaluate())),
+    ]
     end = train_loop(trainer, cfg.steps, hooks, check=schedule)
     if end.status == "diverged":
         result.status, result.diverged_at = "diverged", end.step

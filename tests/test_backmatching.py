@@ -18,7 +18,9 @@ def sgd_step(model, x, y, lr):
 
 @pytest.mark.parametrize("bn,skip,act", list(itertools.product([False, True], [False, True], ["tanh", "relu"])))
 def test_one_unit_step_per_block_equals_one_sgd_step(make_net, bn, skip, act):
-    model, x, y = make_net(n=9, depth=3, width=5, batch_norm=bn, skip=skip, activation=act, init="gaussian", init_std=0.7)
+    model, x, y = make_net(
+        n=9, depth=3, width=5, batch_norm=bn, skip=skip, activation=act, init="gaussian", init_std=0.7
+    )
     reference = copy.deepcopy(model)
     sgd_step(reference, x, y, lr=0.3)
     moved = max((p - q).abs().max().item() for p, q in zip(model.parameters(), reference.parameters()))
@@ -30,8 +32,11 @@ def test_one_unit_step_per_block_equals_one_sgd_step(make_net, bn, skip, act):
 
 @pytest.mark.parametrize("bn,skip", [(False, False), (True, True)])
 def test_cnn_back_matching_equals_sgd(bn, skip):
-    model = build_model(RunConfig(dataset="digits", arch="cnn", depth=2, width=3, batch_norm=bn, skip=skip,
-                                  dtype="float64"), (1, 5, 5), 4)
+    model = build_model(
+        RunConfig(dataset="digits", arch="cnn", depth=2, width=3, batch_norm=bn, skip=skip, dtype="float64"),
+        (1, 5, 5),
+        4,
+    )
     x = torch.randn(6, 1, 5, 5, dtype=torch.float64)
     y = torch.randint(0, 4, (6,))
     reference = copy.deepcopy(model)

@@ -11,10 +11,14 @@ from bpviz.train import Trainer
 CASES = {
     "sgd momentum": dict(optimizer="sgd", optimizer_options={"momentum": 0.9}),
     "adam": dict(optimizer="adam", lr=0.01),
-    "sa_sgd all, running": dict(optimizer="sa_sgd", batch_norm=True,
-                                optimizer_options={"amend": "all", "statistics": "running", "refresh_every": 3}),
-    "sa_sgd bn_weights, running": dict(optimizer="sa_sgd", batch_norm=True,
-                                       optimizer_options={"statistics": "running", "refresh_every": 3}),
+    "sa_sgd all, running": dict(
+        optimizer="sa_sgd",
+        batch_norm=True,
+        optimizer_options={"amend": "all", "statistics": "running", "refresh_every": 3},
+    ),
+    "sa_sgd bn_weights, running": dict(
+        optimizer="sa_sgd", batch_norm=True, optimizer_options={"statistics": "running", "refresh_every": 3}
+    ),
     "proxbp": dict(optimizer="proxbp", optimizer_options={"momentum": 0.5}),
     "sibp authors": dict(optimizer="sibp", activation="relu"),
     "sibp gauss_newton": dict(optimizer="sibp", activation="relu", optimizer_options={"solver": "gauss_newton"}),

@@ -30,8 +30,19 @@ def test_train_from_a_config_file_and_bad_input(tmp_path, capsys):
 
 def test_a_diverging_run_exits_nonzero_and_says_why(tmp_path, capsys):
     cfg = tmp_path / "run.json"
-    cfg.write_text(json.dumps({"dataset": "xor", "depth": 3, "width": 16, "steps": 5000, "lr": 1e4,
-                               "activation": "relu", "init": "kaiming"}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "dataset": "xor",
+                "depth": 3,
+                "width": 16,
+                "steps": 5000,
+                "lr": 1e4,
+                "activation": "relu",
+                "init": "kaiming",
+            }
+        )
+    )
     assert main(["train", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs")]) == 1
     assert "diverged at step" in capsys.readouterr().out
 
@@ -39,8 +50,16 @@ def test_a_diverging_run_exits_nonzero_and_says_why(tmp_path, capsys):
 def test_presets_lists_every_preset(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    for name in ("deep-tanh-gaussian", "deep-tanh-orthogonal", "deep-tanh-bn", "deep-tanh-skip",
-                 "sgd-bn", "sa-sgd-bn", "sgd-large-step", "sibp-large-step"):
+    for name in (
+        "deep-tanh-gaussian",
+        "deep-tanh-orthogonal",
+        "deep-tanh-bn",
+        "deep-tanh-skip",
+        "sgd-bn",
+        "sa-sgd-bn",
+        "sgd-large-step",
+        "sibp-large-step",
+    ):
         assert name in out
 
 

@@ -12,7 +12,9 @@ def test_run_records_from_step_zero_and_marks_divergence():
     ok = run(RunConfig(dataset="xor", depth=2, width=8, steps=20, lr=0.1), eval_every=10)
     assert [r["step"] for r in ok.records] == [0, 10, 20] and ok.status == "finished"
     assert {"train_loss", "test_loss", "test_accuracy", "batch_loss"} <= set(ok.records[-1])
-    bad = run(RunConfig(dataset="xor", depth=3, width=16, steps=50, lr=1e4, activation="relu", init="kaiming"), eval_every=1)
+    bad = run(
+        RunConfig(dataset="xor", depth=3, width=16, steps=50, lr=1e4, activation="relu", init="kaiming"), eval_every=1
+    )
     assert bad.status == "diverged" and bad.diverged_at is not None and bad.diverged_at < 50
     assert not math.isfinite(bad.final["batch_loss"]) or "train_loss" not in bad.final
     assert len(bad.records) >= 1  # history up to the divergence is kept
@@ -29,7 +31,11 @@ def test_sweep_finds_the_largest_stable_step_and_writes_json_csv_html(tmp_path):
     with paths[1].open() as fh:
         assert len(list(csv.DictReader(fh))) == 4
     page = paths[2].read_text()
-    assert page.startswith("<!doctype html>") and "<svg" in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert (
+        page.startswith("<!doctype html>")
+        and "<svg" in page
+        and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+    )
 
 
 def test_sa_sgd_comparison_runs_every_variant_on_both_archs(tmp_path):
@@ -49,4 +55,8 @@ def test_cli_compare_writes_files(tmp_path, capsys):
     assert main(["compare", "sweep", "--dataset", "xor", "--lrs", "0.1", "--steps", "10", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "largest stable step" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_size_sweep.csv", "step_size_sweep.html", "step_size_sweep.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step_size_sweep.csv",
+        "step_size_sweep.html",
+        "step_size_sweep.json",
+    ]

@@ -6,10 +6,26 @@ from bpviz.config import ConfigError, RunConfig
 
 
 def test_json_round_trip_keeps_every_field():
-    cfg = RunConfig(name="deep tanh", dataset="digits", arch="cnn", depth=12, width=16, activation="relu",
-                    init="orthogonal", batch_norm=True, skip=True, optimizer="adam",
-                    optimizer_options={"beta2": 0.99}, lr=3e-3, batch_size=32, steps=50, seed=7,
-                    device="cpu", dtype="float64", hessian_every=5)
+    cfg = RunConfig(
+        name="deep tanh",
+        dataset="digits",
+        arch="cnn",
+        depth=12,
+        width=16,
+        activation="relu",
+        init="orthogonal",
+        batch_norm=True,
+        skip=True,
+        optimizer="adam",
+        optimizer_options={"beta2": 0.99},
+        lr=3e-3,
+        batch_size=32,
+        steps=50,
+        seed=7,
+        device="cpu",
+        dtype="float64",
+        hessian_every=5,
+    )
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg
     assert json.loads(again.to_json()) == cfg.to_dict()
@@ -75,8 +91,15 @@ def test_task_follows_dataset():
 
 
 def test_url_query_round_trip():
-    cfg = RunConfig(depth=3, batch_norm=True, lr=0.3, hessian_every=5, optimizer="sa_sgd",
-                    optimizer_options={"granularity": "channel"}, data_dir="/data")
+    cfg = RunConfig(
+        depth=3,
+        batch_norm=True,
+        lr=0.3,
+        hessian_every=5,
+        optimizer="sa_sgd",
+        optimizer_options={"granularity": "channel"},
+        data_dir="/data",
+    )
     again, ignored = RunConfig.from_query("?" + cfg.to_query())
     assert again == cfg and ignored == []
     assert RunConfig().to_query() == ""  # only what differs from the defaults

@@ -32,7 +32,12 @@ def test_recent_points_are_kept_at_full_resolution():
 def test_short_series_is_all_full_resolution():
     s = Series(recent=10, buckets=4)
     fill(s, [3.0, 1.0, 2.0])
-    assert s.snapshot() == {"step": [0, 1, 2], "value": [3.0, 1.0, 2.0], "low": [3.0, 1.0, 2.0], "high": [3.0, 1.0, 2.0]}
+    assert s.snapshot() == {
+        "step": [0, 1, 2],
+        "value": [3.0, 1.0, 2.0],
+        "low": [3.0, 1.0, 2.0],
+        "high": [3.0, 1.0, 2.0],
+    }
     assert Series().snapshot() == {"step": [], "value": [], "low": [], "high": []}
     assert Series().last() is None
 
@@ -69,7 +74,7 @@ def test_buckets_tile_the_older_points_with_exact_min_max_and_mean():
     assert buckets[-1].step_last + 1 == s.recent[0][0]
     assert len(s.buckets) >= 64 // 2  # decimation keeps at least half the allowed buckets
     for b in buckets:
-        covered = values[b.step_first:b.step_last + 1]
+        covered = values[b.step_first : b.step_last + 1]
         assert b.count == len(covered)
         assert b.low == covered.min() and b.high == covered.max()
         assert b.mean == pytest.approx(covered.mean(), rel=1e-12)
@@ -102,7 +107,7 @@ def test_nan_does_not_poison_the_low_and_high_of_a_bucket_with_finite_values():
     buckets = folded(s)
     assert sum(b.count for b in buckets) == len(values)
     for b in buckets:
-        covered = [v for v in values[b.step_first:b.step_last + 1] if not math.isnan(v)]
+        covered = [v for v in values[b.step_first : b.step_last + 1] if not math.isnan(v)]
         assert covered  # with these sizes every bucket has a finite value
         assert b.low == min(covered) and b.high == max(covered)
     snap = s.snapshot()

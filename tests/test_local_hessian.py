@@ -10,16 +10,22 @@ from bpviz.config import RunConfig
 from bpviz.local_hessian import (
     HIST_EDGES,
     ExactTooLarge,
-    dense_reference_spectrum,
     NotConverged,
+    dense_reference_spectrum,
     local_hessian_report,
     local_hessian_spectrum,
     local_hessian_top_eigen,
 )
 from bpviz.models import build_model
 
-GRID = list(itertools.product(["tanh", "relu", "sigmoid", "linear"], [False, True], [False, True],
-                              ["gaussian", "xavier", "kaiming", "orthogonal"]))
+GRID = list(
+    itertools.product(
+        ["tanh", "relu", "sigmoid", "linear"],
+        [False, True],
+        [False, True],
+        ["gaussian", "xavier", "kaiming", "orthogonal"],
+    )
+)
 
 
 def rel_err(a, b):
@@ -46,7 +52,10 @@ def test_exact_conv_matches_dense_reference(bn, skip):
     x = torch.randn(3, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for block in (0, 1):
         for wrt in ("weight", "input"):
-            assert rel_err(local_hessian_spectrum(model, x, block, wrt), dense_reference_spectrum(model, x, block, wrt)) <= 1e-8
+            assert (
+                rel_err(local_hessian_spectrum(model, x, block, wrt), dense_reference_spectrum(model, x, block, wrt))
+                <= 1e-8
+            )
 
 
 def _train(model, x, y, steps=30, lr=0.5):
@@ -58,12 +67,30 @@ def _train(model, x, y, steps=30, lr=0.5):
         opt.step()
 
 
-@pytest.mark.parametrize("arch,bn,skip", [("mlp", False, False), ("mlp", True, False), ("mlp", False, True),
-                                          ("mlp", True, True), ("cnn", False, False), ("cnn", True, True)])
+@pytest.mark.parametrize(
+    "arch,bn,skip",
+    [
+        ("mlp", False, False),
+        ("mlp", True, False),
+        ("mlp", False, True),
+        ("mlp", True, True),
+        ("cnn", False, False),
+        ("cnn", True, True),
+    ],
+)
 def test_exact_and_report_match_dense_after_training(arch, bn, skip):
     shape = (2, 4, 4) if arch == "cnn" else (6,)
-    cfg = RunConfig(arch=arch, dataset="digits" if arch == "cnn" else "spirals", depth=2, width=3 if arch == "cnn" else 6,
-                    activation="relu", batch_norm=bn, skip=skip, dtype="float64", seed=3)
+    cfg = RunConfig(
+        arch=arch,
+        dataset="digits" if arch == "cnn" else "spirals",
+        depth=2,
+        width=3 if arch == "cnn" else 6,
+        activation="relu",
+        batch_norm=bn,
+        skip=skip,
+        dtype="float64",
+        seed=3,
+    )
     model = build_model(cfg, shape, 3)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, *shape, dtype=torch.float64, generator=g) + 0.3
@@ -92,8 +119,16 @@ def test_spectrum_lengths(make_net):
     assert torch.equal(top, local_hessian_spectrum(model, x, 1, "weight")[-3:])
 
 
-@pytest.mark.parametrize("act,bn,wrt", [("tanh", False, "weight"), ("tanh", False, "input"), ("linear", False, "weight"),
-                                        ("relu", True, "weight"), ("tanh", True, "input")])
+@pytest.mark.parametrize(
+    "act,bn,wrt",
+    [
+        ("tanh", False, "weight"),
+        ("tanh", False, "input"),
+        ("linear", False, "weight"),
+        ("relu", True, "weight"),
+        ("tanh", True, "input"),
+    ],
+)
 def test_lanczos_top_k_agrees_with_exact(make_net, act, bn, wrt):
     # a linear block's weight Hessian is I (x) Z^T Z: every eigenvalue repeated, which block Lanczos must resolve
     model, x, _ = make_net(n=24, d_in=8, depth=2, width=8, activation=act, batch_norm=bn, seed=3)
@@ -139,7 +174,9 @@ def test_orthogonal_init_makes_a_linear_blocks_input_hessian_the_identity(make_n
     report = local_hessian_report(model, x)
     assert report.get(1, "input").condition_number == pytest.approx(1.0, abs=1e-10)
     # a Gaussian init of the same shape is far from it (Marchenko-Pastur spread)
-    gauss, x, _ = make_net(n=16, d_in=12, depth=3, width=12, activation="linear", init="gaussian", init_std=12 ** -0.5, seed=5)
+    gauss, x, _ = make_net(
+        n=16, d_in=12, depth=3, width=12, activation="linear", init="gaussian", init_std=12**-0.5, seed=5
+    )
     assert local_hessian_report(gauss, x).get(1, "input").condition_number > 10
 
 
@@ -161,7 +198,10 @@ def test_batch_norm_removes_the_input_mean_spike_from_the_weight_hessian():
 def test_bn_weight_hessian_matches_the_centred_covariance_closed_form():
     # research/seeds.md 1.5(d): H_wj = (n gamma^2 / sigma^2) [S - S w w^T S / (w^T S w)], S the centred covariance
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(50, 5, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2, 3, 0.5, 1], dtype=torch.float64) + 2
+    x = (
+        torch.randn(50, 5, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2, 3, 0.5, 1], dtype=torch.float64)
+        + 2
+    )
     model = build_model(RunConfig(depth=1, width=3, activation="linear", batch_norm=True, dtype="float64"), (5,), 2)
     with torch.no_grad():
         model.blocks[0].bn.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
@@ -314,11 +354,15 @@ def test_mean_spike_share_uses_the_exact_weight_spectra(make_net):
     assert [r["block"] for r in rows] == [1, 2]
     for r in rows:
         b = r["block"]
-        assert r["kappa no BN"] == pytest.approx(condition_number(local_hessian_spectrum(plain, x, b, "weight")), rel=1e-9)
+        assert r["kappa no BN"] == pytest.approx(
+            condition_number(local_hessian_spectrum(plain, x, b, "weight")), rel=1e-9
+        )
         assert r["kappa BN"] == pytest.approx(condition_number(local_hessian_spectrum(bn, x, b, "weight")), rel=1e-9)
         z = plain.block_inputs(x)[b].double()
         slope = (plain.blocks[b].affine(z) > 0).double()
         zc = z - z.mean(0)
-        dense = torch.block_diag(*[(zc * slope[:, u:u + 1]).T @ (zc * slope[:, u:u + 1]) for u in range(slope.shape[1])])
+        dense = torch.block_diag(
+            *[(zc * slope[:, u : u + 1]).T @ (zc * slope[:, u : u + 1]) for u in range(slope.shape[1])]
+        )
         assert r["lambda_max centred only"] == pytest.approx(torch.linalg.eigvalsh(dense).max().item(), rel=1e-10)
         assert r["kappa centred only"] == pytest.approx(condition_number(torch.linalg.eigvalsh(dense)), rel=1e-8)

@@ -34,11 +34,19 @@ def test_the_optimizers_declared_scalars_are_in_the_glossary():
         assert set(cls.SCALARS) <= set(metrics.GLOSSARY), cls.name
 
 
-@pytest.mark.parametrize("optimizer,options,batch_norm", [
-    ("sgd", {}, False), ("adam", {}, False), ("sa_sgd", {"amend": "all"}, True), ("sa_sgd", {}, True),
-    ("proxbp", {}, False), ("proxbp", {"solver": "cg"}, False), ("sibp", {}, False),
-    ("sibp", {"solver": "gauss_newton", "inner_iters": 2}, False),
-])
+@pytest.mark.parametrize(
+    "optimizer,options,batch_norm",
+    [
+        ("sgd", {}, False),
+        ("adam", {}, False),
+        ("sa_sgd", {"amend": "all"}, True),
+        ("sa_sgd", {}, True),
+        ("proxbp", {}, False),
+        ("proxbp", {"solver": "cg"}, False),
+        ("sibp", {}, False),
+        ("sibp", {"solver": "gauss_newton", "inner_iters": 2}, False),
+    ],
+)
 def test_what_a_step_reports_is_what_its_algorithm_declares(optimizer, options, batch_norm):
     model = build_model(RunConfig(depth=2, width=4, dtype="float64", batch_norm=batch_norm), (3,), 2)
     g = torch.Generator().manual_seed(0)
@@ -54,8 +62,10 @@ def test_the_local_hessian_reports_names_are_in_the_glossary():
     exact = report.named_values()
     assert set(exact) == {f"{what}/{wrt}/{b}" for what in ("cond", "lambda_max") for wrt in metrics.WRT for b in (0, 1)}
     bounded = replace(report, stats=[replace(s, method="lanczos") for s in report.stats]).named_values()
-    assert {metrics.lookup(n).pattern for n in bounded} == {"cond_lower_bound/{wrt}/{block}",
-                                                            "lambda_max_lower_bound/{wrt}/{block}"}
+    assert {metrics.lookup(n).pattern for n in bounded} == {
+        "cond_lower_bound/{wrt}/{block}",
+        "lambda_max_lower_bound/{wrt}/{block}",
+    }
 
 
 def test_headless_records_and_compare_rows_use_glossary_names():

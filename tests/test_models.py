@@ -30,14 +30,18 @@ def test_block_layout_linear_bn_activation_and_skip():
     assert torch.allclose(second(z), expected)
 
 
-@pytest.mark.parametrize("act,bn,skip", list(itertools.product(["tanh", "relu", "sigmoid", "linear"], [False, True], [False, True])))
+@pytest.mark.parametrize(
+    "act,bn,skip", list(itertools.product(["tanh", "relu", "sigmoid", "linear"], [False, True], [False, True]))
+)
 def test_local_forward_is_the_training_mode_forward_without_side_effects(act, bn, skip):
     model = build_model(RunConfig(depth=2, width=6, activation=act, batch_norm=bn, skip=skip, dtype="float64"), (4,), 3)
     model.train()
     x = torch.randn(9, 4, dtype=torch.float64)
     running = [b.bn.running_mean.clone() for b in model.blocks if b.bn is not None]
     zs = model.block_inputs(x)
-    assert all(torch.equal(r, b.bn.running_mean) for r, b in zip(running, [b for b in model.blocks if b.bn is not None]))
+    assert all(
+        torch.equal(r, b.bn.running_mean) for r, b in zip(running, [b for b in model.blocks if b.bn is not None])
+    )
     z = zs[0]
     for block, z_next in zip(model.blocks, zs[1:]):
         assert torch.allclose(block(z), z_next, atol=1e-12)
@@ -62,8 +66,9 @@ def test_orthogonal_init_gives_orthonormal_columns_or_rows():
     assert torch.allclose(head @ head.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
 
 
-@pytest.mark.parametrize("init,expected_std", [("gaussian", 0.3), ("xavier", (2 / (200 + 200)) ** 0.5),
-                                               ("kaiming", 5 / 3 / 200 ** 0.5)])
+@pytest.mark.parametrize(
+    "init,expected_std", [("gaussian", 0.3), ("xavier", (2 / (200 + 200)) ** 0.5), ("kaiming", 5 / 3 / 200**0.5)]
+)
 def test_init_scales(init, expected_std):
     model = build_model(RunConfig(depth=2, width=200, init=init, init_std=0.3), (200,), 2)
     w = model.blocks[1].weight

@@ -34,12 +34,17 @@ RESULT_LINE = re.compile(r"^RESULT (\S+) (\S+)\s*$", re.MULTILINE)
 def executed(key: str):
     """The notebook executed in memory: (notebook with outputs, stdout text, RESULT values)."""
     nb = nbformat.read(NOTEBOOK_DIR / NOTEBOOKS[key], as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+    )
     client.execute()
-    stdout = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                     for out in cell.get("outputs", [])
-                     if out.get("output_type") == "stream" and out.get("name") == "stdout")
+    stdout = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream" and out.get("name") == "stdout"
+    )
     return nb, stdout, {name: float(value) for name, value in RESULT_LINE.findall(stdout)}
 
 

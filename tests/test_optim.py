@@ -32,8 +32,14 @@ def test_every_algorithm_is_registered_and_described():
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "sa_sgd"])
 def test_baselines_lower_the_loss_on_spirals(name):
-    cfg = RunConfig(dataset="circles", depth=3, width=32, optimizer=name, lr=0.01 if name == "adam" else 0.5,
-                    batch_norm=name == "sa_sgd")
+    cfg = RunConfig(
+        dataset="circles",
+        depth=3,
+        width=32,
+        optimizer=name,
+        lr=0.01 if name == "adam" else 0.5,
+        batch_norm=name == "sa_sgd",
+    )
     data = make_circles(512, 64, 0.0, seed=0)
     model = build_model(cfg, data.input_shape, data.n_outputs)
     algo = make_algorithm(cfg, model)
@@ -50,15 +56,23 @@ def test_step_reports_the_loss_before_the_step():
     assert make_algorithm(cfg, model).step(x, y).loss.item() == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("name,options", [("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
-                                          ("adam", {"beta1": 0.8, "weight_decay": 1e-3})])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+        ("adam", {"beta1": 0.8, "weight_decay": 1e-3}),
+    ],
+)
 def test_baselines_are_torch_optim(name, options):
     cfg = RunConfig(depth=2, width=8, dtype="float64", optimizer=name, optimizer_options=options, lr=0.05)
     model, x, y = problem(cfg)
     reference = copy.deepcopy(model)
     o = options
-    opt = (torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
-           if name == "sgd" else torch.optim.Adam(reference.parameters(), lr=0.05, betas=(0.8, 0.999), weight_decay=1e-3))
+    opt = (
+        torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+        if name == "sgd"
+        else torch.optim.Adam(reference.parameters(), lr=0.05, betas=(0.8, 0.999), weight_decay=1e-3)
+    )
     algo = make_algorithm(cfg, model)
     for _ in range(3):
         algo.step(x, y)
@@ -87,14 +101,25 @@ def test_set_lr_takes_effect_at_the_next_step(name):
 # --- SA-SGD -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bn", [False, True])
 def test_sa_sgd_with_every_scale_forced_to_one_is_sgd(bn, monkeypatch):
-    cfg = RunConfig(depth=3, width=8, dtype="float64", batch_norm=bn, skip=True, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"momentum": 0.9, "weight_decay": 1e-3})
+    cfg = RunConfig(
+        depth=3,
+        width=8,
+        dtype="float64",
+        batch_norm=bn,
+        skip=True,
+        optimizer="sa_sgd",
+        lr=0.1,
+        optimizer_options={"momentum": 0.9, "weight_decay": 1e-3},
+    )
     model, x, y = problem(cfg)
     reference = copy.deepcopy(model)
-    sgd = make_algorithm(cfg.replace(optimizer="sgd", optimizer_options={"momentum": 0.9, "weight_decay": 1e-3}), reference)
+    sgd = make_algorithm(
+        cfg.replace(optimizer="sgd", optimizer_options={"momentum": 0.9, "weight_decay": 1e-3}), reference
+    )
     sa = make_algorithm(cfg, model)
-    monkeypatch.setattr(SASGD, "parameter_scales",
-                        lambda self: {p: torch.ones((), dtype=p.dtype) for p in self.model.parameters()})
+    monkeypatch.setattr(
+        SASGD, "parameter_scales", lambda self: {p: torch.ones((), dtype=p.dtype) for p in self.model.parameters()}
+    )
     for _ in range(3):
         sa.step(x, y)
         sgd.step(x, y)
@@ -104,8 +129,15 @@ def test_sa_sgd_with_every_scale_forced_to_one_is_sgd(bn, monkeypatch):
 
 def test_sa_sgd_scalars_are_the_local_hessian_traces_without_bn():
     # lr ~ 0: _scalars() re-reads the weights after the step, so they must not have moved
-    cfg = RunConfig(depth=3, width=8, dtype="float64", skip=True, optimizer="sa_sgd", lr=1e-14,
-                    optimizer_options={"amend": "all", "normalize": False})
+    cfg = RunConfig(
+        depth=3,
+        width=8,
+        dtype="float64",
+        skip=True,
+        optimizer="sa_sgd",
+        lr=1e-14,
+        optimizer_options={"amend": "all", "normalize": False},
+    )
     model, x, y = problem(cfg, d_in=5)
     sa = make_algorithm(cfg, model)
     report = local_hessian_report(model, x, max_samples=None)  # exact traces of J^T J
@@ -127,8 +159,15 @@ def test_sa_sgd_scalars_are_the_local_hessian_traces_without_bn():
 
 
 def test_sa_sgd_bn_beta_is_close_to_the_exact_trace():
-    cfg = RunConfig(depth=2, width=16, dtype="float64", batch_norm=True, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"amend": "all"})
+    cfg = RunConfig(
+        depth=2,
+        width=16,
+        dtype="float64",
+        batch_norm=True,
+        optimizer="sa_sgd",
+        lr=0.1,
+        optimizer_options={"amend": "all"},
+    )
     model, x, y = problem(cfg, n=128, d_in=16)
     sa = make_algorithm(cfg, model)
     report = local_hessian_report(model, x, max_samples=None)
@@ -141,8 +180,14 @@ def test_sa_sgd_bn_beta_is_close_to_the_exact_trace():
 
 @pytest.mark.parametrize("amend", ["all", "bn_weights"])
 def test_sa_sgd_channel_scales_and_normalisation(amend):
-    cfg = RunConfig(depth=3, width=8, batch_norm=True, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"amend": amend, "granularity": "channel"})
+    cfg = RunConfig(
+        depth=3,
+        width=8,
+        batch_norm=True,
+        optimizer="sa_sgd",
+        lr=0.1,
+        optimizer_options={"amend": amend, "granularity": "channel"},
+    )
     model, x, y = problem(cfg)
     sa = make_algorithm(cfg, model)
     sa.step(x, y)
@@ -154,8 +199,9 @@ def test_sa_sgd_channel_scales_and_normalisation(amend):
 
 
 def test_sa_sgd_reuses_its_scales_between_refreshes():
-    cfg = RunConfig(depth=2, width=8, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"amend": "all", "refresh_every": 3})
+    cfg = RunConfig(
+        depth=2, width=8, optimizer="sa_sgd", lr=0.1, optimizer_options={"amend": "all", "refresh_every": 3}
+    )
     model, x, y = problem(cfg)
     sa = make_algorithm(cfg, model)
     seen = [dict(sa.step(x * (1 + i), y).scalars) for i in range(4)]
@@ -182,8 +228,16 @@ def test_sa_sgd_running_statistics_are_an_ema():
 @pytest.mark.parametrize("amend", ["bn_weights", "all", "head"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_sa_sgd_trains_bn_networks(arch, amend):
-    cfg = RunConfig(dataset="digits", arch=arch, depth=3, width=8, batch_norm=True, optimizer="sa_sgd", lr=0.1,
-                    optimizer_options={"momentum": 0.9, "amend": amend})
+    cfg = RunConfig(
+        dataset="digits",
+        arch=arch,
+        depth=3,
+        width=8,
+        batch_norm=True,
+        optimizer="sa_sgd",
+        lr=0.1,
+        optimizer_options={"momentum": 0.9, "amend": amend},
+    )
     shape = (1, 8, 8)
     model = build_model(cfg, shape, 10)
     g = torch.Generator().manual_seed(0)
@@ -215,8 +269,18 @@ def images(n=32, seed=0):
 @pytest.mark.parametrize("normalize", [True, False])
 def test_sa_sgd_bn_weights_scales_only_the_bn_weights_by_sigma2_over_gamma2(arch, granularity, normalize):
     opts = {"amend": "bn_weights", "granularity": granularity, "normalize": normalize}
-    cfg = RunConfig(dataset="digits", arch=arch, depth=3, width=8, dtype="float64", batch_norm=True, skip=True,
-                    optimizer="sa_sgd", lr=0.1, optimizer_options=opts)
+    cfg = RunConfig(
+        dataset="digits",
+        arch=arch,
+        depth=3,
+        width=8,
+        dtype="float64",
+        batch_norm=True,
+        skip=True,
+        optimizer="sa_sgd",
+        lr=0.1,
+        optimizer_options=opts,
+    )
     model, (x, y) = build_model(cfg, (1, 8, 8), 10), images()
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # gammas away from 1, and a block without BN, which keeps eta
@@ -252,8 +316,9 @@ def test_sa_sgd_bn_weights_scales_only_the_bn_weights_by_sigma2_over_gamma2(arch
 
 def test_sa_sgd_bn_weights_running_sigma2_is_an_ema():
     opts = {"amend": "bn_weights", "statistics": "running", "ema": 0.75, "refresh_every": 1}
-    cfg = RunConfig(depth=2, width=8, dtype="float64", batch_norm=True, optimizer="sa_sgd", lr=1e-12,
-                    optimizer_options=opts)
+    cfg = RunConfig(
+        depth=2, width=8, dtype="float64", batch_norm=True, optimizer="sa_sgd", lr=1e-12, optimizer_options=opts
+    )
     model, x, y = problem(cfg)
     algo = make_algorithm(cfg, model)  # lr ~ 0: the model stays put, only the batches differ
     variances = []
@@ -265,14 +330,26 @@ def test_sa_sgd_bn_weights_running_sigma2_is_an_ema():
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_sa_sgd_head_ablation_changes_only_the_head_by_its_all_factor(arch):
-    cfg = RunConfig(dataset="digits", arch=arch, depth=3, width=8, dtype="float64", batch_norm=True, skip=True,
-                    optimizer="sa_sgd", lr=0.1, optimizer_options={"amend": "head"})
+    cfg = RunConfig(
+        dataset="digits",
+        arch=arch,
+        depth=3,
+        width=8,
+        dtype="float64",
+        batch_norm=True,
+        skip=True,
+        optimizer="sa_sgd",
+        lr=0.1,
+        optimizer_options={"amend": "head"},
+    )
     model, (x, y) = build_model(cfg, (1, 8, 8), 10), images()
     sgd, _ = one_step(cfg.replace(optimizer="sgd", optimizer_options={}), model, x, y)
     head, algo = one_step(cfg, model, x, y)
     _, full = one_step(cfg.replace(optimizer_options={"amend": "all"}), model, x, y)
-    factors = {"head.linear.weight": full._scales[full.model.head.linear.weight],
-               "head.linear.bias": full._scales[full.model.head.linear.bias]}
+    factors = {
+        "head.linear.weight": full._scales[full.model.head.linear.weight],
+        "head.linear.bias": full._scales[full.model.head.linear.bias],
+    }
     assert all(abs(f.item() - 1) > 0.1 for f in factors.values())  # the ablation does change the head's step
     for name, delta in head.items():
         if name in factors:
@@ -288,12 +365,19 @@ def test_sa_sgd_head_ablation_changes_only_the_head_by_its_all_factor(arch):
 @pytest.mark.parametrize(
     "optimizer,options,match",
     [
-        ("sgd", {"momentun": 0.9}, r"unknown option\(s\) \['momentun'\] for optimizer 'sgd'; allowed: momentum, nesterov, weight_decay"),
+        (
+            "sgd",
+            {"momentun": 0.9},
+            r"unknown option\(s\) \['momentun'\] for optimizer 'sgd'; allowed: momentum, nesterov, weight_decay",
+        ),
         ("sgd", {"momentum": 1.5}, r"optimizer_options.momentum .*<= 1.0"),
         ("sgd", {"nesterov": "yes"}, r"optimizer_options.nesterov .*a bool"),
         ("sa_sgd", {"granularity": "layer"}, r"granularity .*'block', 'channel'"),
-        ("sa_sgd", {"amend": "weights"},
-         r"optimizer_options.amend .*got 'weights'; allowed: one of 'bn_weights', 'all', 'head'"),
+        (
+            "sa_sgd",
+            {"amend": "weights"},
+            r"optimizer_options.amend .*got 'weights'; allowed: one of 'bn_weights', 'all', 'head'",
+        ),
         ("adam", {"eps": -1.0}, r"optimizer_options.eps"),
     ],
 )

@@ -18,8 +18,16 @@ def needs_dataset(cfg: RunConfig) -> None:
 
 
 def test_the_papers_presets_are_there():
-    assert set(NAMES) >= {"deep-tanh-gaussian", "deep-tanh-orthogonal", "deep-tanh-bn", "deep-tanh-skip",
-                          "sgd-bn", "sa-sgd-bn", "sgd-large-step", "sibp-large-step"}
+    assert set(NAMES) >= {
+        "deep-tanh-gaussian",
+        "deep-tanh-orthogonal",
+        "deep-tanh-bn",
+        "deep-tanh-skip",
+        "sgd-bn",
+        "sa-sgd-bn",
+        "sgd-large-step",
+        "sibp-large-step",
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)

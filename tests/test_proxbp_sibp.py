@@ -60,7 +60,7 @@ def reference_proxbp_update(model, x, y, tau_theta, tau):
     gs = grads(model, x, y)
     zs = block_inputs(model, x)
     out = []
-    for i, block in enumerate(model.blocks):
+    for i in range(len(model.blocks)):
         gw, gb = gs[2 * i], gs[2 * i + 1]
         A = torch.cat([zs[i], torch.ones(len(x), 1, dtype=x.dtype)], 1)
         grad_theta = torch.cat([gw.T, gb[None]], 0)
@@ -72,13 +72,16 @@ def reference_proxbp_update(model, x, y, tau_theta, tau):
 
 
 # --- 1. both train ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,lr,opts", [
-    (ProxBP, 1.0, {"tau": 10.0}),
-    (ProxBP, 1.0, {"tau": 10.0, "solver": "cg"}),
-    (ProxBP, 0.05, {"tau": 10.0, "momentum": 0.9, "nesterov": True}),
-    (SIBP, 0.1, {}),
-    (SIBP, 0.1, {"solver": "gauss_newton", "inner_iters": 1, "cg_iters": 2, "lam": 0.5}),
-])
+@pytest.mark.parametrize(
+    "cls,lr,opts",
+    [
+        (ProxBP, 1.0, {"tau": 10.0}),
+        (ProxBP, 1.0, {"tau": 10.0, "solver": "cg"}),
+        (ProxBP, 0.05, {"tau": 10.0, "momentum": 0.9, "nesterov": True}),
+        (SIBP, 0.1, {}),
+        (SIBP, 0.1, {"solver": "gauss_newton", "inner_iters": 1, "cg_iters": 2, "lam": 0.5}),
+    ],
+)
 def test_lowers_the_training_loss(cls, lr, opts):
     ds = make_circles(256, 16, 0.1, 0)
     model = build_model(RunConfig(depth=3, width=16), ds.input_shape, ds.n_outputs)
@@ -144,8 +147,7 @@ def test_proxbp_tends_to_sgd_for_small_tau_theta(solver):
 # --- 4. SIBP -> SGD with step eta/lambda on the summed loss as lambda -> infinity ---------------------
 @pytest.mark.parametrize("act,regression", [("tanh", False), ("sigmoid", False), ("relu", False), ("tanh", True)])
 def test_sibp_tends_to_sgd_for_large_lambda(act, regression):
-    model, x, y = net(depth=3, activation=act, regression=regression,
-                      dataset="teacher" if regression else "spirals")
+    model, x, y = net(depth=3, activation=act, regression=regression, dataset="teacher" if regression else "spirals")
     eta, lam = 1.0, 1e8
     reference = copy.deepcopy(model)
     opt = torch.optim.SGD(reference.parameters(), lr=len(x) * eta / lam)
@@ -176,8 +178,9 @@ def reference_sibp_step(model, x, y, eta, lam):
     a = torch.cat([fs[-1], ones], 1)
     lin = model.head.linear
     theta_k = torch.cat([lin.weight.T, lin.bias[None]], 0).detach()
-    theta = torch.linalg.solve(a.T @ a + lam * torch.eye(a.shape[1], dtype=x.dtype),
-                               a.T @ (out.detach() - eta * delta) + lam * theta_k)
+    theta = torch.linalg.solve(
+        a.T @ a + lam * torch.eye(a.shape[1], dtype=x.dtype), a.T @ (out.detach() - eta * delta) + lam * theta_k
+    )
     new = [(theta[:-1].T, theta[-1])]
     delta = delta @ theta[:-1].T
     for j in range(len(model.blocks) - 1, -1, -1):
@@ -186,8 +189,9 @@ def reference_sibp_step(model, x, y, eta, lam):
         theta_k = torch.cat([blk.affine.weight.T, blk.affine.bias[None]], 0).detach()
         target = fs[j + 1] - eta * delta
         theta = theta_k.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([theta], lr=1, max_iter=200, tolerance_grad=1e-13, tolerance_change=0,
-                                line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [theta], lr=1, max_iter=200, tolerance_grad=1e-13, tolerance_change=0, line_search_fn="strong_wolfe"
+        )
 
         def closure():
             opt.zero_grad()
@@ -257,8 +261,9 @@ def stationary_regression_problem(activation):
     For the summed squared error the gradient is J^T e (J: Jacobian of all outputs w.r.t. all
     parameters, e = f(theta) - y). With more outputs than parameters, pick e orthogonal to range(J)
     and set y = f(theta) - e: the gradient vanishes up to rounding while every delta is nonzero."""
-    model, x, _ = net(n=24, d_in=2, n_out=2, depth=2, width=3, activation=activation, regression=True,
-                      dataset="teacher", init_std=0.8)
+    model, x, _ = net(
+        n=24, d_in=2, n_out=2, depth=2, width=3, activation=activation, regression=True, dataset="teacher", init_std=0.8
+    )
     names = [n for n, _ in model.named_parameters()]
     params = {n: p.detach() for n, p in model.named_parameters()}
 
@@ -297,11 +302,14 @@ def test_sibp_fixed_point_is_a_stationary_point(activation):
 
 # --- 6. refusals ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", ALGOS)
-@pytest.mark.parametrize("change,word", [
-    ({"batch_norm": True}, "BatchNorm"),
-    ({"skip": True}, "skip"),
-    ({"arch": "cnn", "dataset": "digits"}, "conv"),
-])
+@pytest.mark.parametrize(
+    "change,word",
+    [
+        ({"batch_norm": True}, "BatchNorm"),
+        ({"skip": True}, "skip"),
+        ({"arch": "cnn", "dataset": "digits"}, "conv"),
+    ],
+)
 def test_refuses_models_that_are_not_plain_mlps(cls, change, word):
     cfg = RunConfig(**change)  # built with the default optimizer, then switched without re-validation
     cfg.optimizer = cls.name
@@ -327,19 +335,22 @@ def test_constructor_refuses_a_cnn():
 
 
 # --- 7. options -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,options,match", [
-    (ProxBP, {"lam": 1.0}, "allowed: tau, solver, cg_iters, momentum, nesterov"),
-    (SIBP, {"tau": 1.0}, "allowed: solver, lam, fr_iters, armijo_rho, armijo_sigma, inner_iters, cg_iters"),
-    (ProxBP, {"solver": "lu"}, "one of 'exact', 'cg'"),
-    (ProxBP, {"tau": 0.0}, r"tau .*allowed: a finite number > 0"),
-    (ProxBP, {"momentum": 1.0}, r"allowed: a finite number >= 0.0 and < 1.0"),
-    (ProxBP, {"cg_iters": 0}, r"cg_iters .*>= 1"),
-    (ProxBP, {"cg_iters": 2.5}, r"allowed: a int"),
-    (SIBP, {"lam": -1.0}, r"lam .*> 0"),
-    (SIBP, {"lam": float("inf")}, r"lam .*finite"),
-    (SIBP, {"inner_iters": 0}, r"inner_iters .*>= 1"),
-    (SIBP, {"cg_iters": True}, r"cg_iters"),
-])
+@pytest.mark.parametrize(
+    "cls,options,match",
+    [
+        (ProxBP, {"lam": 1.0}, "allowed: tau, solver, cg_iters, momentum, nesterov"),
+        (SIBP, {"tau": 1.0}, "allowed: solver, lam, fr_iters, armijo_rho, armijo_sigma, inner_iters, cg_iters"),
+        (ProxBP, {"solver": "lu"}, "one of 'exact', 'cg'"),
+        (ProxBP, {"tau": 0.0}, r"tau .*allowed: a finite number > 0"),
+        (ProxBP, {"momentum": 1.0}, r"allowed: a finite number >= 0.0 and < 1.0"),
+        (ProxBP, {"cg_iters": 0}, r"cg_iters .*>= 1"),
+        (ProxBP, {"cg_iters": 2.5}, r"allowed: a int"),
+        (SIBP, {"lam": -1.0}, r"lam .*> 0"),
+        (SIBP, {"lam": float("inf")}, r"lam .*finite"),
+        (SIBP, {"inner_iters": 0}, r"inner_iters .*>= 1"),
+        (SIBP, {"cg_iters": True}, r"cg_iters"),
+    ],
+)
 def test_bad_options_are_refused_naming_what_is_allowed(cls, options, match):
     model, _, _ = net()
     with pytest.raises(ConfigError, match=match):
@@ -357,12 +368,15 @@ def test_bad_lr_is_refused():
 
 # --- 8. huge step sizes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("cls,lr,opts", [
-    (ProxBP, 1e6, {"tau": 1e6}),
-    (ProxBP, 1e6, {"tau": 1e6, "solver": "cg"}),
-    (SIBP, 1e6, {"lam": 1e-6}),
-    (SIBP, 1e6, {"solver": "gauss_newton", "lam": 1e-6, "inner_iters": 3, "cg_iters": 6}),
-])
+@pytest.mark.parametrize(
+    "cls,lr,opts",
+    [
+        (ProxBP, 1e6, {"tau": 1e6}),
+        (ProxBP, 1e6, {"tau": 1e6, "solver": "cg"}),
+        (SIBP, 1e6, {"lam": 1e-6}),
+        (SIBP, 1e6, {"solver": "gauss_newton", "lam": 1e-6, "inner_iters": 3, "cg_iters": 6}),
+    ],
+)
 def test_huge_step_sizes_return_and_report(cls, lr, opts, dtype):
     """A fixed amount of work per step (no convergence loops), so it cannot hang. Finding: neither is
     stable at huge step sizes: the loss blows up by orders of magnitude (float64) or turns NaN

@@ -13,8 +13,18 @@ import pytest
 from bpviz.config import RunConfig
 from bpviz.runs import FLUSH_SECONDS, RunError, RunWriter, export_csv, list_runs, load_run
 
-CFG = RunConfig(name="Deep tanh / test", dataset="digits", depth=6, width=16, init="orthogonal",
-                optimizer="sgd", optimizer_options={"momentum": 0.9}, lr=0.1, steps=50, device="cpu")
+CFG = RunConfig(
+    name="Deep tanh / test",
+    dataset="digits",
+    depth=6,
+    width=16,
+    init="orthogonal",
+    optimizer="sgd",
+    optimizer_options={"momentum": 0.9},
+    lr=0.1,
+    steps=50,
+    device="cpu",
+)
 
 
 def on_disk(path: Path) -> list[str]:
@@ -55,8 +65,16 @@ def test_explicit_run_id_and_no_overwrite(tmp_path):
 
 def test_nan_and_inf_survive_the_round_trip(tmp_path):
     w = RunWriter(tmp_path, CFG, run_id="r")
-    w.append({"step": 1, "loss": float("nan"), "grad": float("inf"), "low": float("-inf"),
-              "per_block": [1.0, float("nan")], "nested": {"x": float("inf")}})
+    w.append(
+        {
+            "step": 1,
+            "loss": float("nan"),
+            "grad": float("inf"),
+            "low": float("-inf"),
+            "per_block": [1.0, float("nan")],
+            "nested": {"x": float("inf")},
+        }
+    )
     w.close("diverged", step=1, last_loss=float("nan"))
     line = on_disk(w.path)[0]
     assert "NaN" not in line and "Infinity" not in line  # strict JSON, readable by any tool
@@ -106,8 +124,12 @@ KILLED_WRITER = textwrap.dedent(
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_killed_writer_leaves_a_readable_run(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE,
-                            cwd=Path(__file__).resolve().parents[1], text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(2.5)
@@ -142,7 +164,11 @@ def test_a_corrupt_line_in_the_middle_is_skipped_with_a_warning(tmp_path):
     run = load_run(w.path)
     assert run.records == [{"step": 1}, {"step": 3}]
     assert len(run.warnings) == 3 and all("corrupt" in m for m in run.warnings)
-    assert [m.split(":")[0] for m in run.warnings] == ["metrics.jsonl line 2", "metrics.jsonl line 3", "metrics.jsonl line 5"]
+    assert [m.split(":")[0] for m in run.warnings] == [
+        "metrics.jsonl line 2",
+        "metrics.jsonl line 3",
+        "metrics.jsonl line 5",
+    ]
 
 
 def test_missing_pieces_do_not_stop_load_run(tmp_path):
@@ -182,8 +208,16 @@ def test_list_runs_reports_each_foreign_or_corrupt_entry_and_goes_on(tmp_path):
     runs, problems = list_runs(tmp_path)
     assert [r.run_id for r in runs] == ["20240101-000000-good"]
     assert runs[0].records == [{"step": 1, "loss": 0.5}] and runs[0].status["state"] == "finished"
-    bad = ["notes.txt", "empty-folder", "bad-json", "bad-value", "not-an-object", "unknown-field", "config-is-a-folder",
-           "deeply-nested"]
+    bad = [
+        "notes.txt",
+        "empty-folder",
+        "bad-json",
+        "bad-value",
+        "not-an-object",
+        "unknown-field",
+        "config-is-a-folder",
+        "deeply-nested",
+    ]
     assert len(problems) == len(bad)
     for name in bad:
         assert sum(p.startswith(name + ":") for p in problems) == 1, (name, problems)

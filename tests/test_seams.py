@@ -85,7 +85,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = "done"
@@ -107,8 +107,13 @@ def test_the_graph_follows_relative_absolute_function_level_and_package_imports(
         "pkg.c": ("import pkg.sub\n", False),
     }
     graph = import_graph(sources)
-    assert graph == {"pkg": {"pkg.a"}, "pkg.a": {"pkg.sub", "pkg.sub.b"}, "pkg.sub": set(), "pkg.sub.b": {"pkg.a"},
-                     "pkg.c": {"pkg.sub"}}
+    assert graph == {
+        "pkg": {"pkg.a"},
+        "pkg.a": {"pkg.sub", "pkg.sub.b"},
+        "pkg.sub": set(),
+        "pkg.sub.b": {"pkg.a"},
+        "pkg.c": {"pkg.sub"},
+    }
     assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
     engine = import_graph(engine_sources())
     assert "bpviz.options" in engine["bpviz.config"] and "bpviz.html_plot" in engine["bpviz.compare"]
@@ -131,8 +136,12 @@ def test_the_engine_never_imports_the_ui():
 def test_the_options_schema_imports_nothing_of_bpviz_nor_torch():
     """What lets bpviz.config check optimizer options without importing the optimizers."""
     source, _ = engine_sources()["bpviz.options"]
-    assert {n.split(".")[0] for n in imported_names(source, "bpviz.options")} <= {"__future__", "math", "dataclasses",
-                                                                                 "typing"}
+    assert {n.split(".")[0] for n in imported_names(source, "bpviz.options")} <= {
+        "__future__",
+        "math",
+        "dataclasses",
+        "typing",
+    }
 
 
 # --- private names -----------------------------------------------------------------------------
@@ -163,8 +172,9 @@ def cross_module_private_uses(sources: dict[str, str]) -> dict[tuple[str, str], 
     uses: dict[tuple[str, str], list[str]] = {}
     for f, tree in trees.items():
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name)
-                                                        and node.value.id in ("self", "cls")):
+            if isinstance(node, ast.Attribute) and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
                 found = [(node.attr, ast.unparse(node))]
             elif isinstance(node, ast.ImportFrom):
                 found = [(a.name, f"from {'.' * node.level}{node.module or ''} import {a.name}") for a in node.names]
@@ -182,7 +192,9 @@ def test_the_private_name_scan_finds_cross_module_uses_only():
         "b.py": "from .a import _m, _k\ndef f(b):\n    return b._m(), b._unknown, torch._foreach_mul_\n",
     }
     assert cross_module_private_uses(sources) == {
-        ("b.py", "_m"): ["b.py:1 from .a import _m", "b.py:3 b._m"], ("b.py", "_k"): ["b.py:1 from .a import _k"]}
+        ("b.py", "_m"): ["b.py:1 from .a import _m", "b.py:3 b._m"],
+        ("b.py", "_k"): ["b.py:1 from .a import _k"],
+    }
 
 
 def test_no_module_uses_another_modules_private_names():

@@ -10,18 +10,17 @@ import time
 import tracemalloc
 
 import pytest
+from waiting import wait_for
 
 from bpviz.config import RunConfig
 from bpviz.runs import load_run
-from bpviz.session import State, SessionError, TrainingSession
-from waiting import wait_for
+from bpviz.session import SessionError, State, TrainingSession
 
 SMALL = dict(dataset="xor", n_train=256, n_test=64, depth=2, width=8, batch_size=32)
 
 
 def trainer_threads():
     return [t for t in threading.enumerate() if t.name == "bpviz-trainer" and t.is_alive()]
-
 
 
 def test_controls_from_another_thread_drive_the_state_machine():
@@ -117,7 +116,9 @@ def test_train_and_test_accuracy_are_recorded_at_each_evaluation():
             expected = (t.model(x).argmax(1) == y).double().mean().item()
             assert hist[f"{split}_accuracy"]["value"][-1] == pytest.approx(expected, abs=1e-12)
     # a regression task has no accuracy: nothing is recorded under that name
-    reg = TrainingSession(RunConfig(dataset="teacher", n_train=128, n_test=32, depth=2, width=8, steps=20), eval_every=10)
+    reg = TrainingSession(
+        RunConfig(dataset="teacher", n_train=128, n_test=32, depth=2, width=8, steps=20), eval_every=10
+    )
     reg.start()
     assert reg.wait(30) and "train_accuracy" not in reg.snapshot()["history"]
 
@@ -185,7 +186,9 @@ def test_a_subscriber_that_never_returns_does_not_hold_training_up():
 
 
 def test_diverging_run_is_marked_keeps_its_history_and_resets():
-    session = TrainingSession(RunConfig(**{**SMALL, "depth": 3}, steps=10**6, lr=1e3, activation="relu", init="kaiming"))
+    session = TrainingSession(
+        RunConfig(**{**SMALL, "depth": 3}, steps=10**6, lr=1e3, activation="relu", init="kaiming")
+    )
     sub = session.subscribe()
     session.start()
     assert session.wait(20), "the worker must end by itself"
@@ -241,8 +244,9 @@ def test_hundred_start_stop_reset_cycles_leave_no_threads_and_flat_memory():
 
 
 def test_history_stays_bounded_over_200k_cheap_steps():
-    cfg = RunConfig(dataset="xor", n_train=64, n_test=16, depth=1, width=2, batch_size=1, steps=200_000,
-                    hessian_every=10**9)
+    cfg = RunConfig(
+        dataset="xor", n_train=64, n_test=16, depth=1, width=2, batch_size=1, steps=200_000, hessian_every=10**9
+    )
     session = TrainingSession(cfg, loss_every=50, eval_every=10**9, history_points=100)
     session.start()
     assert session.wait(300) and session.step == 200_000

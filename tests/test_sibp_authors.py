@@ -33,9 +33,9 @@ def port_fr3(F, B, F_next, W_old, lam, maxk=5, rho=0.6, sigma=0.1):
         gsearch = sigma * np.sum(g * d)
         m_on = 0
         while m < 50:
-            x1 = x0 + rho ** m * d
+            x1 = x0 + rho**m * d
             A0 = fro2(np.maximum(x1 @ F + B, 0) - F_next) + lam * fro2(x1 - W_old)
-            B0 = B0_1 + gsearch * rho ** m
+            B0 = B0_1 + gsearch * rho**m
             if m == 0 and m_on == 0:
                 m = max(math.floor(math.log(B0_1 * 0.01 / abs(gsearch)) / math.log(rho)), 0)
                 m_on = 1
@@ -44,7 +44,7 @@ def port_fr3(F, B, F_next, W_old, lam, maxk=5, rho=0.6, sigma=0.1):
                 break
             m = m + 1
         if mk > 0:
-            x0 = x0 + rho ** mk * d
+            x0 = x0 + rho**mk * d
         mid = np.maximum(x0 @ F + B, 0)
         midg = (mid > 0).astype(float)
         gnew = 2 * ((mid - F_next) * midg) @ F.T + 2 * lam * (x0 - W_old)
@@ -65,15 +65,15 @@ def port_fr4(F, B, F_next, W_old, lam, maxk=5, rho=0.6, sigma=0.1):
         B0_1 = fro2(x0 @ F + B - F_next) + lam * fro2(x0 - W_old)
         gsearch = sigma * np.sum(g * d)
         while m < 50:
-            x1 = x0 + rho ** m * d
+            x1 = x0 + rho**m * d
             A0 = fro2(x1 @ F + B - F_next) + lam * fro2(x1 - W_old)
-            B0 = B0_1 + gsearch * rho ** m
+            B0 = B0_1 + gsearch * rho**m
             if A0 < B0:
                 mk = m
                 break
             m = m + 1
         if mk > 0:
-            x0 = x0 + rho ** mk * d
+            x0 = x0 + rho**mk * d
         gnew = 2 * (x0 @ F + B - F_next) @ F.T + 2 * lam * (x0 - W_old)
         beta = fro2(gnew) / fro2(g)
         d = -gnew + beta * d
@@ -119,15 +119,26 @@ def port_sibp_inner(X, Y, Weight, b, lam, ita):
 # --- bpviz against the port -------------------------------------------------------------------------
 def authors_net(depth, width, d_in, n_out, seed):
     """The authors' init (main.m): W and b ~ N(0, 0.05²), in float64."""
-    cfg = RunConfig(depth=depth, width=width, activation="relu", init="gaussian", init_std=0.05,
-                    bias_init="gaussian", dtype="float64", seed=seed, optimizer="sibp")
+    cfg = RunConfig(
+        depth=depth,
+        width=width,
+        activation="relu",
+        init="gaussian",
+        init_std=0.05,
+        bias_init="gaussian",
+        dtype="float64",
+        seed=seed,
+        optimizer="sibp",
+    )
     return build_model(cfg, (d_in,), n_out)
 
 
 def matlab_params(model):
     linears = [b.affine for b in model.blocks] + [model.head.linear]
-    return ([l.weight.detach().numpy().copy() for l in linears],
-            [l.bias.detach().numpy()[:, None].copy() for l in linears])
+    return (
+        [lin.weight.detach().numpy().copy() for lin in linears],
+        [lin.bias.detach().numpy()[:, None].copy() for lin in linears],
+    )
 
 
 @pytest.mark.parametrize("depth,eta,lam", [(1, 0.1, 1.0), (2, 0.1, 1.0), (3, 2.0, 0.5), (2, 10.0, 1.0)])
@@ -155,11 +166,13 @@ def test_bpviz_sibp_equals_the_port_of_the_authors_code_over_several_steps(depth
 # --- the quirks kept --------------------------------------------------------------------------------
 def quadratic(scale):
     """f(x) = scale ‖x − 1‖² from x = 0: FR's first direction is −∇f(0) = 2·scale·1."""
+
     def objective(x):
         return float(scale * torch.sum((x - 1.0) ** 2))
 
     def gradient(x):
         return 2.0 * scale * (x - 1.0)
+
     return objective, gradient
 
 
@@ -190,7 +203,7 @@ def test_quirk_hidden_layers_apply_the_untested_heuristic_exponent():
     solver = FletcherReevesArmijo(iters=1, rho=rho, sigma=sigma)
     x = solver.minimise(objective, gradient, x0, gradient(x0), heuristic_start=True)
     m_h = max(math.floor(math.log(0.75 * 0.01 / 0.075) / math.log(rho)), 0)
-    assert m_h == 4 and torch.allclose(x, x0 + rho ** m_h * 0.5, rtol=0, atol=1e-15)
+    assert m_h == 4 and torch.allclose(x, x0 + rho**m_h * 0.5, rtol=0, atol=1e-15)
 
 
 def test_quirk_the_output_layers_first_gradient_leaves_out_the_bias():
@@ -216,16 +229,19 @@ def test_every_quirk_is_listed():
 
 
 # --- options ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("options,match", [
-    ({"solver": "newton"}, r"solver.*one of 'authors', 'gauss_newton'"),
-    ({"fr_iters": 0}, r"fr_iters.*>= 1"),
-    ({"fr_iters": 101}, r"fr_iters.*<= 100"),
-    ({"armijo_rho": 1.0}, r"armijo_rho.*> 0.0 and < 1.0"),
-    ({"armijo_rho": 0.0}, r"armijo_rho.*> 0.0 and < 1.0"),
-    ({"armijo_sigma": 1.5}, r"armijo_sigma.*> 0.0 and < 1.0"),
-    ({"lam": 0.0}, r"lam.*> 0.0"),
-    ({"cg_iters": 0}, r"cg_iters.*>= 1"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"solver": "newton"}, r"solver.*one of 'authors', 'gauss_newton'"),
+        ({"fr_iters": 0}, r"fr_iters.*>= 1"),
+        ({"fr_iters": 101}, r"fr_iters.*<= 100"),
+        ({"armijo_rho": 1.0}, r"armijo_rho.*> 0.0 and < 1.0"),
+        ({"armijo_rho": 0.0}, r"armijo_rho.*> 0.0 and < 1.0"),
+        ({"armijo_sigma": 1.5}, r"armijo_sigma.*> 0.0 and < 1.0"),
+        ({"lam": 0.0}, r"lam.*> 0.0"),
+        ({"cg_iters": 0}, r"cg_iters.*>= 1"),
+    ],
+)
 def test_options_out_of_range_are_refused_before_training(options, match):
     with pytest.raises(ConfigError, match=match):
         RunConfig(optimizer="sibp", optimizer_options=options)

@@ -7,13 +7,13 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
-from bpviz.config import RunConfig  # noqa: E402
-from bpviz.presets import PRESETS  # noqa: E402
 from bpviz.widgets.app import Dashboard  # noqa: E402
 from bpviz.widgets.figure import shown_blocks  # noqa: E402
 from bpviz.widgets.overlays import describe_difference  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
+from bpviz.config import RunConfig  # noqa: E402
+from bpviz.presets import PRESETS  # noqa: E402
 
 
 @pytest.fixture
@@ -75,8 +75,10 @@ def test_the_page_says_which_samples_the_local_hessians_use_and_marks_bounds(app
     assert "first 64 training samples; the training batch size. Every κ shown is exact." in a.hessian_note.value
     # a BN CNN's input Hessians (16 channels x 8 x 8 per sample) are too large to solve live
     b = app("dataset=digits&arch=cnn&depth=2&width=16&batch_norm=true&batch_size=128&steps=100000")
-    assert "first 32 training samples (batch norm&#x27;s statistics over these); training batches have 128" \
+    assert (
+        "first 32 training samples (batch norm&#x27;s statistics over these); training batches have 128"
         in b.hessian_note.value
+    )
     b.start_btn.click()
     assert wait_for(lambda: len(trace(b, "κ input · block 1").y) > 0, timeout=60)
     kappa = trace(b, "κ input · block 1")
@@ -169,8 +171,7 @@ def test_overlay_labels_use_the_runs_step_sizes_when_recorded():
     from bpviz.widgets.overlays import Overlays
 
     def run(history):
-        return SimpleNamespace(step=20, cfg=RunConfig(lr=0.3),
-                               history=SimpleNamespace(snapshot=lambda: history))
+        return SimpleNamespace(step=20, cfg=RunConfig(lr=0.3), history=SimpleNamespace(snapshot=lambda: history))
 
     loss = {"batch_loss": {"step": [10, 20], "value": [1.0, 0.5]}}
     overlays = Overlays()
@@ -185,15 +186,17 @@ def test_controls_are_generated_from_the_configs_fields(monkeypatch):
     import typing
 
     import ipywidgets as W
-
     from bpviz.widgets import controls
 
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     hints = typing.get_type_hints(RunConfig)
     form = controls.ConfigControls(RunConfig(), on_edit=lambda *a: None, on_option=lambda *a: None)
     w = form.widgets
-    assert (w["width"].min, w["width"].max) == (fields["width"].metadata["lo"], fields["width"].metadata["hi"]) \
+    assert (
+        (w["width"].min, w["width"].max)
+        == (fields["width"].metadata["lo"], fields["width"].metadata["hi"])
         == (1, 4096)
+    )
     assert (w["depth"].min, w["depth"].max) == (1, 100) and w["n_train"].min == 1
     literals = [n for n in w if typing.get_origin(hints[n]) is typing.Literal]
     assert {"dataset", "arch", "activation", "init", "bias_init", "dtype"} <= set(literals)
@@ -227,7 +230,15 @@ def test_the_state_is_the_config_and_the_controls_show_it(app):
 
 def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
     a = app(RunConfig(optimizer="sibp", optimizer_options={"lam": 2.0}).to_query())
-    assert set(a.option_widgets) == {"solver", "lam", "fr_iters", "armijo_rho", "armijo_sigma", "inner_iters", "cg_iters"}
+    assert set(a.option_widgets) == {
+        "solver",
+        "lam",
+        "fr_iters",
+        "armijo_rho",
+        "armijo_sigma",
+        "inner_iters",
+        "cg_iters",
+    }
     assert a.option_widgets["lam"].value == 2.0 and a.session.cfg.optimizer_options == {"lam": 2.0}
     a.controls["optimizer"].value = "sgd"
     assert wait_for(lambda: a.session.cfg.optimizer == "sgd" and "momentum" in a.option_widgets)
@@ -272,7 +283,7 @@ def test_short_runs_show_markers_and_the_link_rounds_the_step_size(app):
     a.start_btn.click()
     assert wait_for(lambda: a.session.state.value == "finished" and len(trace(a, "batch loss").y) > 0)
     assert wait_for(lambda: trace(a, "batch loss").mode == "lines+markers")
-    a.controls["lr"].value = 10 ** -1.5
+    a.controls["lr"].value = 10**-1.5
     assert wait_for(lambda: "lr=0.0316&" in a.share.value + "&")
 
 
@@ -295,7 +306,6 @@ def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
     from contextlib import contextmanager
 
     import plotly.graph_objects as go
-
     from bpviz.widgets.figure import LockedFigureWidget
 
     class Comm:
@@ -331,8 +341,11 @@ def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
     with w.changing(), w.batch_update():  # what the app thread does
         w.data[0].y = [7.0]
     page.join()
-    updates = [m["state"]["_py2js_update"] for m in Comm.sent
-               if m.get("method") == "update" and m["state"].get("_py2js_update")]
+    updates = [
+        m["state"]["_py2js_update"]
+        for m in Comm.sent
+        if m.get("method") == "update" and m["state"].get("_py2js_update")
+    ]
     assert updates and updates[-1]["style_data"]["y"] == [[7.0]]
 
 
@@ -376,9 +389,8 @@ def test_a_page_that_lags_gets_no_new_figure_updates_but_the_status_goes_on(app)
 def test_a_preheated_kernel_warms_up_then_builds_the_app_for_the_page_that_arrives(monkeypatch, tmp_path):
     """In a preheated Voila kernel the URL query is known only after wait_for_request(): the app
     must be built after it (and the warm-up before it), or every link would open with defaults."""
+    import bpviz.widgets.launch as app_module
     import voila.utils
-
-    import bpviz.widgets.app as app_module
 
     calls = []
     monkeypatch.setenv("VOILA_PREHEAT", "True")
@@ -407,10 +419,10 @@ def test_a_preheated_kernel_warms_up_then_builds_the_app_for_the_page_that_arriv
 def test_warm_up_trains_and_leaves_no_widgets_and_no_files(monkeypatch, tmp_path):
     """Every widget a kernel holds is sent to its page, so the warm-up must create none; and it
     writes no run."""
+    from bpviz.widgets.launch import warm_up
     from ipywidgets.widgets.widget import _instances
 
     import bpviz.session
-    from bpviz.widgets.app import warm_up
 
     sessions = []
     real = bpviz.session.TrainingSession.start

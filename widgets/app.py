@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-import numpy as np
-import plotly.graph_objects as go
-import torch
-from plotly.subplots import make_subplots
 
 from bpviz.config import ConfigError, RunConfig
 from bpviz.optim import ALGORITHMS
@@ -47,12 +42,26 @@ class Dashboard:
     def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 5.0):
         self.runs_dir = Path(runs_dir)
         self.max_rate = max_rate
-        self.publisher = Publisher({
-            "start": self._start, "pause": self._pause, "stop": self._stop, "reset": self._reset,
-            "edit": self._edit, "option": self._edit_option, "preset": self._preset, "apply-json": self._apply_json,
-            "remove-runs": self._remove_runs, "clear-runs": self._clear_runs,
-            "overlay-visibility": lambda _: self.figure.show_overlays(self.overlays.shown),
-            "load-run": self._load_run, "resume-run": self._resume_run}, tick=self._tick, say=lambda text: self._say(text, "error"), max_rate=max_rate)
+        self.publisher = Publisher(
+            {
+                "start": self._start,
+                "pause": self._pause,
+                "stop": self._stop,
+                "reset": self._reset,
+                "edit": self._edit,
+                "option": self._edit_option,
+                "preset": self._preset,
+                "apply-json": self._apply_json,
+                "remove-runs": self._remove_runs,
+                "clear-runs": self._clear_runs,
+                "overlay-visibility": lambda _: self.figure.show_overlays(self.overlays.shown),
+                "load-run": self._load_run,
+                "resume-run": self._resume_run,
+            },
+            tick=self._tick,
+            say=lambda text: self._say(text, "error"),
+            max_rate=max_rate,
+        )
         put = self.publisher.put
         self._last_heartbeat: float | None = None
         self._drawn_state = ""
@@ -64,8 +73,11 @@ class Dashboard:
             cfg = RunConfig(steps=cfg.steps)
             session = self._session(cfg)
         self.session, self.cfg = session, cfg
-        self.form = ConfigControls(cfg, on_edit=lambda name, value: put("edit", {name: value}),
-                                   on_option=lambda name, value: put("option", (name, value)))
+        self.form = ConfigControls(
+            cfg,
+            on_edit=lambda name, value: put("edit", {name: value}),
+            on_option=lambda name, value: put("option", (name, value)),
+        )
         self.controls = self.form.widgets
         self.overlays = Overlays()
         self.overlay_list = self.overlays.list
@@ -89,15 +101,20 @@ class Dashboard:
         return b
 
     def _build_page(self) -> None:
-        self.preset = tag(W.Dropdown(options=[("(custom)", "")] + [(n, n) for n in PRESETS], value="",
-                                     description="preset", style=STYLE), "preset")
+        self.preset = tag(
+            W.Dropdown(
+                options=[("(custom)", "")] + [(n, n) for n in PRESETS], value="", description="preset", style=STYLE
+            ),
+            "preset",
+        )
         self.preset.observe(lambda change: self.publisher.put("preset", change["new"]), names="value")
         self.start_btn = self._button("Start", "start", "success", "play")
         self.pause_btn = self._button("Pause", "pause", "", "pause")
         self.stop_btn = self._button("Stop", "stop", "danger", "stop")
         self.reset_btn = self._button("Reset", "reset", "warning", "undo")
-        self.heartbeat = tag(W.Play(interval=2000, max=10**9, show_repeat=False, layout=W.Layout(display="none")),
-                             "heartbeat")
+        self.heartbeat = tag(
+            W.Play(interval=2000, max=10**9, show_repeat=False, layout=W.Layout(display="none")), "heartbeat"
+        )
         self.heartbeat.observe(lambda change: setattr(self, "_last_heartbeat", time.monotonic()), names="value")
         self.share = tag(W.Text(description="link", style=STYLE, disabled=False), "share")
         self.json = tag(W.Textarea(layout=W.Layout(height="90px", width="100%")), "json")
@@ -105,23 +122,38 @@ class Dashboard:
         self.overlay_list.observe(lambda change: self.publisher.put("overlay-visibility"), names="value")
         self.remove_overlay_btn = self._button("Remove", "remove-runs")
         self.clear_overlays_btn = self._button("Clear all", "clear-runs")
-        self.saved_runs = tag(W.Dropdown(options=[], description="saved run", style=STYLE,
-                                         layout=W.Layout(width="240px")), "saved-runs")
+        self.saved_runs = tag(
+            W.Dropdown(options=[], description="saved run", style=STYLE, layout=W.Layout(width="240px")), "saved-runs"
+        )
         self.load_run_btn = self._button("Show", "load-run")
         self.resume_run_btn = self._button("Resume", "resume-run")
         self.status = tag(W.HTML(), "status")
         self.message = tag(W.HTML(), "message")
-        self.panel = W.VBox([
-            W.HTML("<b>Network and training</b> (a change of network starts a new run)"),
-            self.preset, *self.form.panel(),
-            W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]), self.heartbeat,
-            W.HTML("<b>Compare</b> (selected earlier runs are shown)"), self.overlay_list,
-            W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
-            W.HBox([self.saved_runs, self.load_run_btn]), self.resume_run_btn,
-            W.HTML("<b>Share</b>"), self.share, self.json, self.load_json_btn,
-        ], layout=W.Layout(width="340px"))
-        self.widget = W.HBox([self.panel, W.VBox([self.status, self.message, self.hessian_note, self.figure.box],
-                                                 layout=W.Layout(flex="1"))])
+        self.panel = W.VBox(
+            [
+                W.HTML("<b>Network and training</b> (a change of network starts a new run)"),
+                self.preset,
+                *self.form.panel(),
+                W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]),
+                self.heartbeat,
+                W.HTML("<b>Compare</b> (selected earlier runs are shown)"),
+                self.overlay_list,
+                W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
+                W.HBox([self.saved_runs, self.load_run_btn]),
+                self.resume_run_btn,
+                W.HTML("<b>Share</b>"),
+                self.share,
+                self.json,
+                self.load_json_btn,
+            ],
+            layout=W.Layout(width="340px"),
+        )
+        self.widget = W.HBox(
+            [
+                self.panel,
+                W.VBox([self.status, self.message, self.hessian_note, self.figure.box], layout=W.Layout(flex="1")),
+            ]
+        )
         self.widget.add_class("bpviz-app")
 
     # --- the state and its runs (on the publisher thread, but for __init__) ---------------------
@@ -144,8 +176,9 @@ class Dashboard:
         """The runs folder's last 30 runs, each with its state and the step sizes it really used."""
         runs, _ = list_runs(self.runs_dir)
         chosen = self.saved_runs.value
-        self.saved_runs.options = [(f"{r.run_id} ({r.status.get('state', '?')}, {r.describe_step_sizes()})", r.run_id)
-                                   for r in runs[-30:]]
+        self.saved_runs.options = [
+            (f"{r.run_id} ({r.status.get('state', '?')}, {r.describe_step_sizes()})", r.run_id) for r in runs[-30:]
+        ]
         if chosen in {v for _, v in self.saved_runs.options}:
             self.saved_runs.value = chosen
 
@@ -201,8 +234,9 @@ class Dashboard:
         name, value = arg
         declared = ALGORITHMS[self.cfg.optimizer].OPTIONS
         options = {**self.cfg.optimizer_options, name: value}
-        self._edit({"optimizer_options": {k: v for k, v in options.items()
-                                          if k not in declared or v != declared[k].default}})
+        self._edit(
+            {"optimizer_options": {k: v for k, v in options.items() if k not in declared or v != declared[k].default}}
+        )
 
     def _start(self, _: None) -> None:
         if self.session.state in ENDED and not self._switch(self.cfg):
@@ -278,11 +312,17 @@ class Dashboard:
 
     def _check_heartbeat(self) -> None:
         s = self.session
-        if (self._last_heartbeat is not None and s.state is State.RUNNING
-                and time.monotonic() - self._last_heartbeat > HEARTBEAT_TIMEOUT):
+        if (
+            self._last_heartbeat is not None
+            and s.state is State.RUNNING
+            and time.monotonic() - self._last_heartbeat > HEARTBEAT_TIMEOUT
+        ):
             s.stop()  # the page is gone: do not train for nobody
-            self._say(f"Stopped at step {s.step}: no heartbeat from the page for {HEARTBEAT_TIMEOUT:.0f} s "
-                      "(was the tab closed or asleep?). Press Start for a new run.", "warn")
+            self._say(
+                f"Stopped at step {s.step}: no heartbeat from the page for {HEARTBEAT_TIMEOUT:.0f} s "
+                "(was the tab closed or asleep?). Press Start for a new run.",
+                "warn",
+            )
 
     def _draw(self) -> None:
         snap = self.session.snapshot()
@@ -292,8 +332,10 @@ class Dashboard:
             if state in {s.value for s in ENDED}:
                 self._list_saved_runs()
         self.pause_btn.description = "Resume" if state == "paused" else "Pause"
-        self.status.value = (f"<b>{state}</b> · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
-                             f"{snap['device']} · lr {snap['lr']:.2e}")
+        self.status.value = (
+            f"<b>{state}</b> · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
+            f"{snap['device']} · lr {snap['lr']:.2e}"
+        )
         if state in ("diverged", "failed") and not any(w in self.message.value for w in ("diverged", "failed")):
             what = snap["message"]
             what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
@@ -306,36 +348,3 @@ class Dashboard:
         self.publisher.close()
         if self.session and self.session.state in (State.RUNNING, State.PAUSED):
             self.session.stop()
-
-
-def warm_up() -> None:
-    """Pay the app's first-use costs now: a short run of the default settings, its local-Hessian
-    report and an empty figure. The first ``torch.optim`` optimizer imports ``torch._dynamo``
-    (2.4 s here), and the first steps, eigen-solves and plotly figure are slower than later ones;
-    a preheated Voila kernel does this while it waits for its page, so the page gets its app sooner."""
-    session = TrainingSession(RunConfig(steps=30), loss_every=10, eval_every=10, hessian_share=0.5)
-    session.start()
-    session.wait(timeout=60)
-    zero = np.zeros(1, np.float32)
-    make_subplots(rows=3, cols=2).add_trace(go.Scatter(x=zero, y=zero), row=1, col=1)
-
-
-def launch(runs_dir: str | Path | None = None) -> Dashboard:
-    """Display the app (in Voila or a JupyterLab cell); settings come from the page's URL query.
-
-    In a preheated Voila kernel (one started and run before any page asked for it) this warms up
-    and then waits for the page's request, whose URL query it then reads."""
-    from IPython.display import display
-
-    # One compute thread per app kernel: with two, OpenMP's spinning threads slow training by
-    # orders of magnitude whenever the browser or another kernel holds a core (measured here).
-    torch.set_num_threads(int(os.environ.get("BPVIZ_THREADS", "1")))
-    if os.environ.get("VOILA_PREHEAT") == "True":
-        from voila.utils import wait_for_request
-
-        warm_up()
-        wait_for_request()
-    app = Dashboard(query=os.environ.get("QUERY_STRING", ""),
-                    runs_dir=runs_dir or os.environ.get("BPVIZ_RUNS_DIR", "runs"))
-    display(app.widget)
-    return app

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import typing
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import ipywidgets as W
 
@@ -30,8 +31,14 @@ FOLDED = ("n_train", "n_test", "noise", "bias_init", "dtype")
 UNAVAILABLE = {"dataset": ("mnist", "cifar10")}
 #: a control's CSS class is ``bpviz-<name>``; the page and its tests use these shorter ones
 CSS = {"batch_norm": "bn", "batch_size": "batch", "hessian_every": "hessian"}
-LABELS = {"arch": "network", "batch_norm": "batch norm", "skip": "skip connections", "lr": "step size",
-          "batch_size": "batch", "hessian_every": "Hessian"}
+LABELS = {
+    "arch": "network",
+    "batch_norm": "batch norm",
+    "skip": "skip connections",
+    "lr": "step size",
+    "batch_size": "batch",
+    "hessian_every": "Hessian",
+}
 STYLE = {"description_width": "90px"}
 UNBOUNDED = 10**9  # a number box's limit where the config sets none (the widget needs one)
 
@@ -47,8 +54,9 @@ def from_link(query: str) -> tuple[RunConfig, list[str]]:
     if "steps=" not in query:  # a live run should last long enough to play with
         cfg = cfg.replace(steps=20000)
     server = server_defaults()
-    ignored += [f"{name} (set by the server, not the page)" for name in SERVER_ONLY
-                if getattr(cfg, name) != server[name]]
+    ignored += [
+        f"{name} (set by the server, not the page)" for name in SERVER_ONLY if getattr(cfg, name) != server[name]
+    ]
     return cfg.replace(**server), ignored
 
 
@@ -60,14 +68,25 @@ def tag(widget: W.Widget, name: str) -> W.Widget:
 
 def _lr_slider(description: str) -> W.Widget:
     """A log slider: step sizes worth trying span five decades."""
-    return W.FloatLogSlider(base=10, min=-4, max=1, step=0.25, description=description, readout_format=".2e",
-                            continuous_update=False, style=STYLE)
+    return W.FloatLogSlider(
+        base=10,
+        min=-4,
+        max=1,
+        step=0.25,
+        description=description,
+        readout_format=".2e",
+        continuous_update=False,
+        style=STYLE,
+    )
 
 
 def _hessian_menu(description: str) -> W.Widget:
     """The usual report cadences; any other valid one (from a link) is added to the menu when shown."""
-    return W.Dropdown(options=[("auto (≤15% of time)", "auto"), ("every step", 1), ("every 10", 10),
-                               ("every 100", 100)], description=description, style=STYLE)
+    return W.Dropdown(
+        options=[("auto (≤15% of time)", "auto"), ("every step", 1), ("every 10", 10), ("every 100", 100)],
+        description=description,
+        style=STYLE,
+    )
 
 
 OVERRIDES: dict[str, Callable[[str], W.Widget]] = {"lr": _lr_slider, "hessian_every": _hessian_menu}
@@ -100,10 +119,14 @@ def field_control(f: dataclasses.Field, hint: Any) -> W.Widget:
             return (W.IntText if hint is int else W.FloatText)(description=description, style=STYLE)
         # an open bound (lr > 0) is left to the config, which refuses 0 with a message naming the field
         return (W.BoundedIntText if hint is int else W.BoundedFloatText)(
-            min=-UNBOUNDED if lo is None else lo, max=UNBOUNDED if hi is None else hi,
-            description=description, style=STYLE)
-    raise TypeError(f"RunConfig.{f.name} ({hint}) has no control: add an override, or list it in "
-                    "SERVER_ONLY or WITHOUT_CONTROL")
+            min=-UNBOUNDED if lo is None else lo,
+            max=UNBOUNDED if hi is None else hi,
+            description=description,
+            style=STYLE,
+        )
+    raise TypeError(
+        f"RunConfig.{f.name} ({hint}) has no control: add an override, or list it in SERVER_ONLY or WITHOUT_CONTROL"
+    )
 
 
 def option_widget(name: str, option: Option, value: Any) -> W.Widget:
@@ -114,8 +137,11 @@ def option_widget(name: str, option: Option, value: Any) -> W.Widget:
     if isinstance(option.default, bool):
         return W.Checkbox(indent=False, **{k: v for k, v in common.items() if k != "style"})
     if isinstance(option.default, int):
-        return W.BoundedIntText(min=int(option.lo if option.lo is not None else 0),
-                                max=int(option.hi if option.hi is not None else 10**6), **common)
+        return W.BoundedIntText(
+            min=int(option.lo if option.lo is not None else 0),
+            max=int(option.hi if option.hi is not None else 10**6),
+            **common,
+        )
     return W.FloatText(**common)  # bounds (some strict) are checked by the config, with a message
 
 
@@ -131,15 +157,18 @@ class ConfigControls:
         self._on_option = on_option
         self._local = threading.local()
         hints = typing.get_type_hints(RunConfig)
-        self.widgets = {f.name: tag(field_control(f, hints[f.name]), CSS.get(f.name, f.name.replace("_", "-")))
-                        for f in page_fields()}
+        self.widgets = {
+            f.name: tag(field_control(f, hints[f.name]), CSS.get(f.name, f.name.replace("_", "-")))
+            for f in page_fields()
+        }
         self.options_box = tag(W.VBox(layout=W.Layout(margin="0 0 0 20px")), "options")
         self.option_widgets: dict[str, W.Widget] = {}
         self._optimizer: str | None = None
         self.show(cfg)
         for name, widget in self.widgets.items():
-            widget.observe(lambda change, name=name: self._edited(on_edit, name, _from_page(name, change["new"])),
-                           names="value")
+            widget.observe(
+                lambda change, name=name: self._edited(on_edit, name, _from_page(name, change["new"])), names="value"
+            )
 
     def _edited(self, callback: Callable[[str, Any], None], name: str, value: Any) -> None:
         if not getattr(self._local, "showing", False):
@@ -152,8 +181,11 @@ class ConfigControls:
         for name, widget in self.widgets.items():
             if name not in FOLDED:
                 out += [widget, self.options_box] if name == "optimizer" else [widget]
-        more = W.Accordion(children=[W.VBox([self.widgets[n] for n in FOLDED if n in self.widgets])],
-                           titles=("more settings",), selected_index=None)
+        more = W.Accordion(
+            children=[W.VBox([self.widgets[n] for n in FOLDED if n in self.widgets])],
+            titles=("more settings",),
+            selected_index=None,
+        )
         return out + [more]
 
     def show(self, cfg: RunConfig) -> None:
@@ -184,8 +216,7 @@ class ConfigControls:
         widgets = {}
         for name, option in declared.items():
             widget = tag(option_widget(name, option, values.get(name, option.default)), f"option-{name}")
-            widget.observe(lambda change, name=name: self._edited(self._on_option, name, change["new"]),
-                           names="value")
+            widget.observe(lambda change, name=name: self._edited(self._on_option, name, change["new"]), names="value")
             widgets[name] = widget
         for old in self.option_widgets.values():
             old.close()

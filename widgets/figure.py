@@ -1,4 +1,4 @@
-"""The app's one plotly figure: its panels declared as data, its traces, and what they draw.
+"""The app's one plotly figure, built from the panels of ``panels.py``: its traces and what they draw.
 
 Each panel says where it sits, its axes, and its series: the current run's, one trace per shown
 block (``key`` holds ``{block}``), and those of earlier runs drawn behind them. Traces are named
@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Collection, Sequence
 from copy import deepcopy
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Collection, Sequence
+from typing import TYPE_CHECKING
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from .panels import PANELS
 
 if TYPE_CHECKING:
     from bpviz.session import TrainingSession
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
-TRAIN, TEST = "#1f77b4", "#ff7f0e"  # the same colours in both panels
-BATCH = "#9ecae1"  # the per-step mini-batch loss: the noisy, light version of the training-split loss
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -47,56 +47,6 @@ def shown_blocks(depth: int) -> list[int]:
     return sorted(set(np.linspace(0, depth - 1, min(depth, MAX_BLOCK_TRACES)).round().astype(int).tolist()))
 
 
-@dataclass(frozen=True)
-class Series:
-    """One trace of the current run (per shown block if it is a panel's ``per_block``)."""
-
-    name: str
-    key: str | None  # the history series ("{block}" filled in); None: the report's spectrum
-    colour: str | None = None  # per-block series take their block's colour
-    dash: str | None = None
-    legend: bool = True  # per block: one series per panel lists the blocks
-
-
-@dataclass(frozen=True)
-class Panel:
-    title: str
-    cell: tuple[int, int]
-    x_title: str
-    y_title: str
-    y_type: str = "linear"
-    series: tuple[Series, ...] = ()
-    per_block: tuple[Series, ...] = ()
-    overlays: tuple[str, ...] = ()  # the earlier runs' series drawn here
-    y_axis: dict = field(default_factory=dict)
-    notes: tuple[dict, ...] = ()  # annotations, positioned in the panel
-
-
-PANELS = (
-    Panel("loss", (1, 1), "step", "loss (log)", "log",
-          series=(Series("batch loss", "batch_loss", BATCH), Series("train loss", "train_loss", TRAIN),
-                  Series("test loss", "test_loss", TEST)),
-          overlays=("batch loss",)),
-    # accuracy autoranges (0.95-0.98 stays readable) but never past [0, 1], nor to -1..4 while empty
-    Panel("accuracy", (1, 2), "step", "accuracy",
-          series=(Series("train accuracy", "train_accuracy", TRAIN), Series("test accuracy", "test_accuracy", TEST)),
-          overlays=("test accuracy",), y_axis=dict(autorangeoptions=dict(clipmin=0, clipmax=1.02))),
-    # the legend lists the input-Hessian traces; the note says what the dotted ones are
-    Panel("condition number κ of local Hessians", (2, 1), "step", "κ = λmax/λmin>0 (log)", "log",
-          per_block=(Series("κ input", "cond/input/{block}"),
-                     Series("κ weight", "cond/weight/{block}", dash="dot", legend=False)),
-          overlays=("κ input · mean",),
-          notes=(dict(text="── input   ····· weight", x=0.01, y=0.99, xanchor="left", yanchor="top",
-                      font=dict(size=10, color="#444"), bgcolor="rgba(255,255,255,0.7)"),)),
-    Panel("input-Hessian spectrum now", (2, 2), "log10 eigenvalue (0 = ideal, λ = 1)", "number of eigenvalues",
-          per_block=(Series("spectrum input", None, legend=False),)),
-    Panel("gradient norm per block", (3, 1), "step", "‖∂loss/∂W‖ (log)", "log",
-          per_block=(Series("grad norm", "grad_norm/{block}", legend=False),)),
-    Panel("SA-SGD scale per block", (3, 2), "step", "scale (log)", "log",
-          per_block=(Series("scale", "scale/{block}", legend=False),),
-          notes=(dict(text="SA-SGD's scales show<br>when the optimizer is sa_sgd", name="sa-sgd-hint", x=0.5, y=0.5,
-                      font=dict(size=11, color="#777")),)),
-)
 ROWS, COLS = max(p.cell[0] for p in PANELS), max(p.cell[1] for p in PANELS)
 
 
@@ -121,11 +71,17 @@ class LockedFigureWidget(go.FigureWidget):
 
 
 def _layout() -> go.Figure:
-    titles = [next((p.title for p in PANELS if p.cell == (r, c)), "") for r in range(1, ROWS + 1)
-              for c in range(1, COLS + 1)]
+    titles = [
+        next((p.title for p in PANELS if p.cell == (r, c)), "") for r in range(1, ROWS + 1) for c in range(1, COLS + 1)
+    ]
     fig = make_subplots(rows=ROWS, cols=COLS, subplot_titles=titles, vertical_spacing=0.09, horizontal_spacing=0.13)
-    fig.update_layout(height=820, margin=dict(l=50, r=10, t=40, b=40), uirevision="keep",
-                      legend=dict(font=dict(size=10)), hovermode="closest")
+    fig.update_layout(
+        height=820,
+        margin=dict(l=50, r=10, t=40, b=40),
+        uirevision="keep",
+        legend=dict(font=dict(size=10)),
+        hovermode="closest",
+    )
     for p in PANELS:
         r, c = p.cell
         fig.update_xaxes(title_text=p.x_title, row=r, col=c)
@@ -190,20 +146,40 @@ class Figure:
             with self.widget.batch_update():
                 self.widget.data = []
                 for p, name, line, legend in traces:
-                    self.widget.add_trace(go.Scatter(x=empty, y=empty, name=name, mode="lines+markers", line=line,
-                                                     marker=dict(size=5), legendgroup=name.split(" · ")[-1],
-                                                     showlegend=legend, hovertemplate=_hover(name, "current run")),
-                                          row=p.cell[0], col=p.cell[1])
+                    self.widget.add_trace(
+                        go.Scatter(
+                            x=empty,
+                            y=empty,
+                            name=name,
+                            mode="lines+markers",
+                            line=line,
+                            marker=dict(size=5),
+                            legendgroup=name.split(" · ")[-1],
+                            showlegend=legend,
+                            hovertemplate=_hover(name, "current run"),
+                        ),
+                        row=p.cell[0],
+                        col=p.cell[1],
+                    )
                 for ov in overlays:
                     for p in PANELS:
                         for key in p.overlays:
                             name = f"{ov.label} · {key}"
                             self._overlay_of[name] = ov.label
                             x, y = ov.series.get(key, (empty, empty))
-                            self.widget.add_trace(go.Scatter(
-                                x=x, y=y, name=name, mode="lines", line=dict(color="#999", dash="dash", width=1),
-                                visible=True if ov.label in shown else "legendonly",
-                                hovertemplate=_hover(name, ov.label)), row=p.cell[0], col=p.cell[1])
+                            self.widget.add_trace(
+                                go.Scatter(
+                                    x=x,
+                                    y=y,
+                                    name=name,
+                                    mode="lines",
+                                    line=dict(color="#999", dash="dash", width=1),
+                                    visible=True if ov.label in shown else "legendonly",
+                                    hovertemplate=_hover(name, ov.label),
+                                ),
+                                row=p.cell[0],
+                                col=p.cell[1],
+                            )
             hint = next(a for a in self.widget.layout.annotations if a.name == "sa-sgd-hint")
             hint.visible = cfg.optimizer != "sa_sgd"
             # the traces are also the state a page that connects later starts from: a FigureWidget
@@ -249,8 +225,10 @@ class Figure:
                     trace.x, trace.y, estimated = spectra[trace.name]
                     if estimated:
                         trace.line.dash = "dashdot"
-                        trace.hovertemplate = (f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
-                                               "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>")
+                        trace.hovertemplate = (
+                            f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
+                            "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>"
+                        )
         return True
 
     def _mark_bound(self, trace, key: str, history: dict) -> str | None:
@@ -262,8 +240,9 @@ class Figure:
         if bound not in self._bounded:
             self._bounded.add(bound)
             trace.marker.symbol = "triangle-up-open"
-            trace.hovertemplate = (f"{html.escape(trace.name)} (lower bound)<br>step %{{x}}<br>κ ≥ %{{y:.4g}}"
-                                   "<extra>current run</extra>")
+            trace.hovertemplate = (
+                f"{html.escape(trace.name)} (lower bound)<br>step %{{x}}<br>κ ≥ %{{y:.4g}}<extra>current run</extra>"
+            )
             self._describe()
         return bound
 
@@ -274,8 +253,11 @@ class Figure:
         self._pushed["report"] = report["step"]
         edges = np.asarray(report["hist_edges"], np.float32)
         centres = (edges[:-1] + edges[1:]) / 2
-        return {self._spectra[s["block"]]: (centres, np.asarray(s["hist_counts"], np.float32), s["method"] != "exact")
-                for s in report["stats"] if s["wrt"] == "input" and s["block"] in self._spectra}
+        return {
+            self._spectra[s["block"]]: (centres, np.asarray(s["hist_counts"], np.float32), s["method"] != "exact")
+            for s in report["stats"]
+            if s["wrt"] == "input" and s["block"] in self._spectra
+        }
 
     def _describe(self) -> None:
         """Say on which samples the local Hessians are computed, and which numbers are bounds."""
@@ -286,8 +268,10 @@ class Figure:
         text = f"Local Hessians on the first {n} training samples{bn}; {same}."
         if self._bounded:
             blocks = sorted({int(k.rsplit("/", 1)[1]) for k in self._bounded})
-            text += (f" △ κ ≥: lower bounds (blocks {', '.join(map(str, blocks))}: the exact spectrum is too "
-                     "large to refresh live; Krylov bounds, certified) and their spectra are estimates.")
+            text += (
+                f" △ κ ≥: lower bounds (blocks {', '.join(map(str, blocks))}: the exact spectrum is too "
+                "large to refresh live; Krylov bounds, certified) and their spectra are estimates."
+            )
         else:
             text += " Every κ shown is exact."
         self.note.value = f'<span style="color:#555;font-size:12px">{html.escape(text)}</span>'

@@ -34,8 +34,11 @@ class PageFlow:
 
     def ready(self) -> bool:
         """May the next figure update go out now?"""
-        return (self.pong.value < 0 or self.ping.value - self.pong.value < self.in_flight
-                or time.monotonic() - self._sent_at > self.timeout)
+        return (
+            self.pong.value < 0
+            or self.ping.value - self.pong.value < self.in_flight
+            or time.monotonic() - self._sent_at > self.timeout
+        )
 
     def sent(self) -> None:
         """Call right after sending a figure update (from the same thread, so the ping follows it)."""

@@ -6,9 +6,10 @@ become an ``Overlay``: a label and a few downsampled series. The list widget pic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import ipywidgets as W
 import numpy as np
@@ -35,7 +36,7 @@ class Overlay:
 
 
 def _lr_change(lrs: Sequence[float]) -> str | None:
-    """"lr 0.3→10" for a run whose step size was changed while it ran ("lr 0.3→…→10" if more than
+    """ "lr 0.3→10" for a run whose step size was changed while it ran ("lr 0.3→…→10" if more than
     once), else None."""
     if len(set(lrs)) < 2:
         return None

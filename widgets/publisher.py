@@ -9,15 +9,21 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Publisher:
     """Runs ``commands[name](arg)`` for each queued command, and ``tick()`` at most ``max_rate``
     times a second; an error in either is reported with ``say`` and the thread goes on."""
 
-    def __init__(self, commands: dict[str, Callable[[Any], None]], tick: Callable[[], None],
-                 say: Callable[[str], None], max_rate: float):
+    def __init__(
+        self,
+        commands: dict[str, Callable[[Any], None]],
+        tick: Callable[[], None],
+        say: Callable[[str], None],
+        max_rate: float,
+    ):
         self.commands, self._tick, self._say = commands, tick, say
         self.period = 1.0 / max_rate
         self._queue: queue.Queue = queue.Queue()

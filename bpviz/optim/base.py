@@ -82,4 +82,3 @@ def check_lr(lr: float) -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"lr: got {lr!r}; allowed: a finite number > 0")
     return float(lr)
-

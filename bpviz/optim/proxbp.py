@@ -99,8 +99,9 @@ class ProxBP(Algorithm):
         super().__init__(model, lr, **options)
         refuse_non_mlp_model(self.name, model)
         o = self.options
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=o["momentum"],
-                                         nesterov=o["nesterov"] and o["momentum"] > 0)
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=1.0, momentum=o["momentum"], nesterov=o["nesterov"] and o["momentum"] > 0
+        )
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         model = self.model
@@ -130,8 +131,11 @@ class ProxBP(Algorithm):
                     failures.append(info)
                     step = cholesky_solve_right(g_rows, chol)  # g_rows M^{-1} = (M^{-1} grad_theta)^T
                 else:
-                    step, res = row_cg(lambda p: torch.addmm(p, (A @ p.t()).t(), A, beta=1.0 / tau_theta),
-                                       g_rows, self.options["cg_iters"])
+                    step, res = row_cg(
+                        lambda p: torch.addmm(p, (A @ p.t()).t(), A, beta=1.0 / tau_theta),
+                        g_rows,
+                        self.options["cg_iters"],
+                    )
                     residuals.append(res)
                 # .grad holds the NEGATIVE update: theta_k - theta_prox = tau * M^{-1} grad
                 step.mul_(tau)

@@ -77,6 +77,7 @@ class SASGD(SGD):
     def _capture(self, i: int):
         def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
             self._captured[i] = (inputs[0].detach(), output.detach())
+
         return hook
 
     # --- scalar local Hessians ----------------------------------------------------------------
@@ -107,7 +108,9 @@ class SASGD(SGD):
         slope = act_grad(y_hat * gamma + block.channel_view(block.bn.bias.detach()))
         return slope, y_hat, slope * gamma / std
 
-    def _block_scalars(self, block: Block, z: torch.Tensor, g: torch.Tensor) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
+    def _block_scalars(
+        self, block: Block, z: torch.Tensor, g: torch.Tensor
+    ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
         """Per parameter tensor its beta (one per output unit), and the block's alpha."""
         slope, y_hat, c = self._slopes(block, g)
         c2 = c.pow(2)  # (n, m) or (n, m, H, W)
@@ -139,12 +142,16 @@ class SASGD(SGD):
             trace = trace + 2 * (c * cross.view(view)).sum() + z.shape[0] * s_norm
         return betas, trace / z.numel()
 
-    def _head_scalars(self, head: Head, z: torch.Tensor, positions: int) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
+    def _head_scalars(
+        self, head: Head, z: torch.Tensor, positions: int
+    ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
         """The head's betas and alpha. Its hook sees the pooled input of a CNN; pooling over
         ``positions`` places makes the Jacobian w.r.t. the unpooled map 1/positions as large."""
         k = head.linear.weight.shape[0]
-        betas = {head.linear.weight: (z.pow(2).sum() / z.shape[1]).expand(k),
-                 head.linear.bias: z.new_full((k,), float(z.shape[0]))}
+        betas = {
+            head.linear.weight: (z.pow(2).sum() / z.shape[1]).expand(k),
+            head.linear.bias: z.new_full((k,), float(z.shape[0])),
+        }
         return betas, head.linear.weight.detach().pow(2).sum() / z.shape[1] / positions**2
 
     def _scalars(self) -> list[tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]]:
@@ -159,8 +166,10 @@ class SASGD(SGD):
         if self.options["statistics"] == "running":
             if self._running is not None:
                 m = self.options["ema"]
-                out = [({p: m * rb[p] + (1 - m) * b for p, b in betas.items()}, m * ra + (1 - m) * a)
-                       for (rb, ra), (betas, a) in zip(self._running, out)]
+                out = [
+                    ({p: m * rb[p] + (1 - m) * b for p, b in betas.items()}, m * ra + (1 - m) * a)
+                    for (rb, ra), (betas, a) in zip(self._running, out)
+                ]
             self._running = out
         return out
 
@@ -219,10 +228,18 @@ class SASGD(SGD):
         """SGD's state plus the scales in use, the running statistics and the refresh counter;
         tensors are keyed by the parameter's index in ``model.parameters()``."""
         index = {p: i for i, p in enumerate(self.model.parameters())}
-        running = None if self._running is None else [({index[p]: b for p, b in betas.items()}, alpha)
-                                                      for betas, alpha in self._running]
-        return {**super().state_dict(), "steps": self._steps, "scales": {index[p]: s for p, s in self._scales.items()},
-                "running": running, "running_var": dict(self._running_var)}
+        running = (
+            None
+            if self._running is None
+            else [({index[p]: b for p, b in betas.items()}, alpha) for betas, alpha in self._running]
+        )
+        return {
+            **super().state_dict(),
+            "steps": self._steps,
+            "scales": {index[p]: s for p, s in self._scales.items()},
+            "running": running,
+            "running_var": dict(self._running_var),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -230,8 +247,11 @@ class SASGD(SGD):
         self._steps = state["steps"]
         self._scales = {params[i]: s for i, s in state["scales"].items()}
         self._views = [s.view(-1, *([1] * (p.dim() - 1))) if s.dim() else s for p, s in self._scales.items()]
-        self._running = None if state["running"] is None else [({params[i]: b for i, b in betas.items()}, alpha)
-                                                                for betas, alpha in state["running"]]
+        self._running = (
+            None
+            if state["running"] is None
+            else [({params[i]: b for i, b in betas.items()}, alpha) for betas, alpha in state["running"]]
+        )
         self._running_var = dict(state["running_var"])
 
     # --- the step -----------------------------------------------------------------------------

@@ -46,8 +46,13 @@ class SGD(TorchOptimizer):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         o = self.options
-        return torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=o["momentum"],
-                               nesterov=o["nesterov"] and o["momentum"] > 0, weight_decay=o["weight_decay"])
+        return torch.optim.SGD(
+            self.model.parameters(),
+            lr=self.lr,
+            momentum=o["momentum"],
+            nesterov=o["nesterov"] and o["momentum"] > 0,
+            weight_decay=o["weight_decay"],
+        )
 
 
 class Adam(TorchOptimizer):
@@ -57,5 +62,10 @@ class Adam(TorchOptimizer):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         o = self.options
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(o["beta1"], o["beta2"]), eps=o["eps"],
-                                weight_decay=o["weight_decay"])
+        return torch.optim.Adam(
+            self.model.parameters(),
+            lr=self.lr,
+            betas=(o["beta1"], o["beta2"]),
+            eps=o["eps"],
+            weight_decay=o["weight_decay"],
+        )

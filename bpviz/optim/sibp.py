@@ -19,8 +19,13 @@ from ..models import ACTIVATIONS, BlockNet, network_loss
 from ..options import ALGORITHM_OPTIONS
 from .base import Algorithm, StepResult
 from .proxbp import refuse_non_mlp_model
-from .sibp_solvers import (FletcherReevesArmijo, authors_prox, derivative, gauss_newton_hidden_prox,
-                           gauss_newton_output_prox)
+from .sibp_solvers import (
+    FletcherReevesArmijo,
+    authors_prox,
+    derivative,
+    gauss_newton_hidden_prox,
+    gauss_newton_output_prox,
+)
 
 
 class SIBP(Algorithm):
@@ -92,8 +97,9 @@ class SIBP(Algorithm):
                 scalars = self._gauss_newton_step(fs, gs, delta)
         return StepResult(loss=loss.detach(), scalars=scalars)
 
-    def _authors_step(self, fs: list[torch.Tensor], gs: list[torch.Tensor], out: torch.Tensor,
-                      delta: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _authors_step(
+        self, fs: list[torch.Tensor], gs: list[torch.Tensor], out: torch.Tensor, delta: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """``sibp_inner.m``, with the targets formed explicitly as the authors do."""
         eta, lam, opts = self.lr, self.options["lam"], self.options
         solver = FletcherReevesArmijo(opts["fr_iters"], opts["armijo_rho"], opts["armijo_sigma"])
@@ -102,8 +108,16 @@ class SIBP(Algorithm):
         for i in range(len(layers) - 1, -1, -1):
             linear, activation = layers[i]
             target = outputs[i] - eta * delta
-            weight, bias = authors_prox(fs[i], target, linear.weight.detach().clone(), linear.bias.detach().clone(),
-                                        lam, activation, i == len(layers) - 1, solver)
+            weight, bias = authors_prox(
+                fs[i],
+                target,
+                linear.weight.detach().clone(),
+                linear.bias.detach().clone(),
+                lam,
+                activation,
+                i == len(layers) - 1,
+                solver,
+            )
             linear.weight.copy_(weight)
             linear.bias.copy_(bias)
             if i > 0:
@@ -112,8 +126,9 @@ class SIBP(Algorithm):
                 delta = delta @ linear.weight
         return {"fr_applied": torch.tensor(solver.applied / max(solver.ran, 1))}
 
-    def _gauss_newton_step(self, fs: list[torch.Tensor], gs: list[torch.Tensor],
-                           delta: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _gauss_newton_step(
+        self, fs: list[torch.Tensor], gs: list[torch.Tensor], delta: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         eta, lam = self.lr, self.options["lam"]
         head = self.model.head.linear
         step, failed = gauss_newton_output_prox(fs[-1], delta, eta, lam)
@@ -124,8 +139,17 @@ class SIBP(Algorithm):
         residuals, gn_steps = [], []
         for j in range(len(self.model.blocks) - 1, -1, -1):
             block = self.model.blocks[j]
-            off, cg_res, gn_step = gauss_newton_hidden_prox(fs[j], gs[j], fs[j + 1], delta, eta, lam, block.activation,
-                                                            self.options["inner_iters"], self.options["cg_iters"])
+            off, cg_res, gn_step = gauss_newton_hidden_prox(
+                fs[j],
+                gs[j],
+                fs[j + 1],
+                delta,
+                eta,
+                lam,
+                block.activation,
+                self.options["inner_iters"],
+                self.options["cg_iters"],
+            )
             residuals.append(cg_res)
             if gn_step is not None:
                 gn_steps.append(gn_step)

@@ -17,7 +17,7 @@ Both work in the row layout of bpviz (samples are rows: a is n × d, W is m × d
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -60,8 +60,14 @@ class FletcherReevesArmijo:
         self.applied = 0
         self.ran = 0
 
-    def minimise(self, objective: Callable[[torch.Tensor], float], gradient: Callable[[torch.Tensor], torch.Tensor],
-                 x_old: torch.Tensor, first_gradient: torch.Tensor, heuristic_start: bool) -> torch.Tensor:
+    def minimise(
+        self,
+        objective: Callable[[torch.Tensor], float],
+        gradient: Callable[[torch.Tensor], torch.Tensor],
+        x_old: torch.Tensor,
+        first_gradient: torch.Tensor,
+        heuristic_start: bool,
+    ) -> torch.Tensor:
         rho, sigma = self.rho, self.sigma
         x = x_old
         g = first_gradient
@@ -72,8 +78,8 @@ class FletcherReevesArmijo:
             m, accepted = 0.0, 0.0
             tested_first = not heuristic_start
             while m < ARMIJO_TRIALS:
-                f1 = objective(x + rho ** m * d)
-                bound = f0 + slope * rho ** m
+                f1 = objective(x + rho**m * d)
+                bound = f0 + slope * rho**m
                 if not tested_first:  # FR3: the heuristic replaces m after the full step was evaluated
                     m = first_exponent(f0, slope, rho)
                     tested_first = True
@@ -83,7 +89,7 @@ class FletcherReevesArmijo:
                 m += 1
             self.ran += 1
             if accepted > 0:
-                x = x + rho ** accepted * d
+                x = x + rho**accepted * d
                 self.applied += 1
             g_new = gradient(x)
             beta = torch.sum(g_new * g_new) / torch.sum(g * g)
@@ -100,8 +106,16 @@ def first_exponent(f0: float, slope: float, rho: float) -> float:
     return float(np.fmax(value, 0.0))
 
 
-def authors_prox(a: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lam: float,
-                 activation: str, output_layer: bool, solver: FletcherReevesArmijo) -> tuple[torch.Tensor, torch.Tensor]:
+def authors_prox(
+    a: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    lam: float,
+    activation: str,
+    output_layer: bool,
+    solver: FletcherReevesArmijo,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One layer's prox as ``sibp_inner.m`` solves it: W by FR (old b), then b by FR (new W): the
     output layer (linear) as ``FR4.m``, a hidden layer as ``FR3.m`` (written for ReLU; other
     activations use σ and σ' in the same formulas)."""
@@ -136,7 +150,9 @@ def authors_prox(a: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, bi
     return new_weight, new_bias
 
 
-def gauss_newton_output_prox(a: torch.Tensor, delta: torch.Tensor, eta: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gauss_newton_output_prox(
+    a: torch.Tensor, delta: torch.Tensor, eta: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The output layer's prox, exact and joint in [W, b]: argmin ‖ã θ − f̂‖² + λ‖θ − θ_k‖² with
     ã = [a, 1]; at θ_k the residual is η δ, so the step is −η δᵀã (ãᵀã + λI)⁻¹ (no cancellation).
     Returns ([W, b] − [W_k, b_k], 1 if the Cholesky factorisation failed)."""
@@ -145,9 +161,17 @@ def gauss_newton_output_prox(a: torch.Tensor, delta: torch.Tensor, eta: float, l
     return cholesky_solve_right(delta.t() @ a1, chol).mul_(-eta), (info > 0).to(torch.int64)
 
 
-def gauss_newton_hidden_prox(a: torch.Tensor, g_old: torch.Tensor, f_old: torch.Tensor, delta: torch.Tensor, eta: float,
-                             lam: float, activation: str, inner_iters: int, cg_iters: int
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def gauss_newton_hidden_prox(
+    a: torch.Tensor,
+    g_old: torch.Tensor,
+    f_old: torch.Tensor,
+    delta: torch.Tensor,
+    eta: float,
+    lam: float,
+    activation: str,
+    inner_iters: int,
+    cg_iters: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A hidden layer's prox min_θ ‖σ(ãθ) − f̂‖² + λ‖θ − θ_k‖² by ``inner_iters`` Gauss–Newton steps from
     θ_k, each solving (ãᵀD²ã + λI)Δ = −(ãᵀ(D r) + λ(θ − θ_k)) (D = σ'(ãθ), r = σ(ãθ) − f̂, one system
     per output unit) by ``cg_iters`` CG iterations batched over the units. The residual is formed as

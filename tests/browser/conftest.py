@@ -9,12 +9,11 @@ a failing test leaves a screenshot test-artifacts/FAILED-<test>.png.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-import subprocess
 
 import pytest
-
 from harness import ARTIFACTS, NOTEBOOK, free_port, launch_browser, start_voila, stop_voila, wait_ready
 
 # set BPVIZ_TEST_NOTEBOOK to run the same tests against another notebook (e.g. while debugging the app)
@@ -40,11 +39,19 @@ def voila_server(tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     log = ARTIFACTS / "voila-browser-tests.log"
-    env = {"BPVIZ_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
-           # one torch thread per kernel: the kernel shares the cores with the browser and Voila
-           "OMP_NUM_THREADS": "1"}
-    proc = start_voila(port, "--MappingKernelManager.cull_idle_timeout=30",
-                       "--MappingKernelManager.cull_interval=10", log=log, env=env, notebook=TEST_NOTEBOOK)
+    env = {
+        "BPVIZ_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+        # one torch thread per kernel: the kernel shares the cores with the browser and Voila
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = start_voila(
+        port,
+        "--MappingKernelManager.cull_idle_timeout=30",
+        "--MappingKernelManager.cull_interval=10",
+        log=log,
+        env=env,
+        notebook=TEST_NOTEBOOK,
+    )
     server = Server(f"http://127.0.0.1:{port}/", port, proc, log)
     try:
         wait_ready(port, proc)

@@ -11,13 +11,52 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from voila_chromium import (ARTIFACTS, NOTEBOOK, PLOT, free_port, http_get, launch_browser,  # noqa: E402,F401
-                            lr_readout, open_app, press_lr, start_voila, status_lr, status_text, stop_voila,
-                            traces, wait_points, wait_ready)
+from voila_chromium import (  # noqa: E402 (after the path insert)
+    ARTIFACTS,
+    NOTEBOOK,
+    PLOT,
+    free_port,
+    http_get,
+    launch_browser,
+    lr_readout,
+    open_app,
+    press_lr,
+    start_voila,
+    status_lr,
+    status_text,
+    stop_voila,
+    traces,
+    wait_points,
+    wait_ready,
+)
+
+#: re-exported for conftest.py and the tests, which import them from here
+__all__ = [
+    "ARTIFACTS",
+    "NOTEBOOK",
+    "PLOT",
+    "free_port",
+    "http_get",
+    "launch_browser",
+    "lr_readout",
+    "open_app",
+    "press_lr",
+    "start_voila",
+    "status_lr",
+    "status_text",
+    "stop_voila",
+    "traces",
+    "wait_points",
+    "wait_ready",
+    "trace_names",
+    "screenshot",
+    "Clock",
+]
 
 #: the names of all traces (null before the figure rendered)
-TRACE_NAMES_JS = ("() => { const gd = document.querySelector('%s'); "
-                  "return gd && gd.data ? gd.data.map(t => t.name) : null; }" % PLOT)
+TRACE_NAMES_JS = (
+    "() => { const gd = document.querySelector('%s'); return gd && gd.data ? gd.data.map(t => t.name) : null; }" % PLOT
+)
 
 
 def trace_names(page) -> list[str]:

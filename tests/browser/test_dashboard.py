@@ -12,10 +12,20 @@ import math
 import time
 import urllib.parse
 
+from harness import (
+    Clock,
+    http_get,
+    lr_readout,
+    open_app,
+    press_lr,
+    screenshot,
+    status_lr,
+    status_text,
+    trace_names,
+    traces,
+    wait_points,
+)
 from playwright.sync_api import expect
-
-from harness import (Clock, http_get, lr_readout, open_app, press_lr, screenshot, status_lr, status_text,
-                     trace_names, traces, wait_points)
 
 LONG = "steps=200000"
 
@@ -119,8 +129,10 @@ def test_batch_norm_on_changes_the_local_hessian_condition_numbers(page, voila_s
     after = wait_points(page, name, n=3, timeout_ms=60_000)
     clock("3 condition numbers")
     n = min(len(before["y"]), len(after["y"]))
-    assert any(not math.isclose(a, b, rel_tol=1e-3) for a, b in zip(before["y"][:n], after["y"][:n])), \
-        (before["y"][:n], after["y"][:n])
+    assert any(not math.isclose(a, b, rel_tol=1e-3) for a, b in zip(before["y"][:n], after["y"][:n])), (
+        before["y"][:n],
+        after["y"][:n],
+    )
     # the run without BN stays on the plot as an overlay, labelled by what differed
     overlays = [t for t in trace_names(page) if t.endswith("· batch loss") and t != "batch loss"]
     assert any("BN off" in t for t in overlays), trace_names(page)
@@ -134,15 +146,19 @@ def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server
     open_app(page, voila_server.url + "?" + LONG + "&dataset=digits&arch=cnn&depth=2&width=16&batch_norm=true")
     clock("app ready")
     note = page.locator(".bpviz-hessian-note")
-    expect(note).to_contain_text("first 32 training samples (batch norm's statistics over these); "
-                                 "training batches have 64", timeout=15_000)
+    expect(note).to_contain_text(
+        "first 32 training samples (batch norm's statistics over these); training batches have 64", timeout=15_000
+    )
     start(page)
     name = "κ input · block 1"
     wait_points(page, name, n=1, timeout_ms=60_000)
     clock("condition numbers")
     expect(note).to_contain_text("△ κ ≥: lower bounds (blocks 0, 1", timeout=15_000)
-    marker = page.evaluate("""(name) => { const gd = document.querySelector('.js-plotly-plot');
-        const t = gd.data.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }""", name)
+    marker = page.evaluate(
+        """(name) => { const gd = document.querySelector('.js-plotly-plot');
+        const t = gd.data.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }""",
+        name,
+    )
     assert marker[0] == "triangle-up-open" and "κ ≥" in marker[1], marker
     screenshot(page, "07-bn-cnn-kappa-lower-bounds")
 
@@ -183,8 +199,27 @@ def test_reloading_the_page_gives_a_working_app(page, voila_server):
     page.wait_for_function("() => !!document.querySelector('.bpviz-start')", timeout=120_000)
     expect(page.locator(".bpviz-status")).to_contain_text("idle", timeout=120_000)
     clock("reloaded")
-    for cls in ("preset", "dataset", "depth", "width", "activation", "init", "bn", "skip", "optimizer", "lr",
-                "batch", "seed", "hessian", "start", "pause", "stop", "reset", "share", "json"):
+    for cls in (
+        "preset",
+        "dataset",
+        "depth",
+        "width",
+        "activation",
+        "init",
+        "bn",
+        "skip",
+        "optimizer",
+        "lr",
+        "batch",
+        "seed",
+        "hessian",
+        "start",
+        "pause",
+        "stop",
+        "reset",
+        "share",
+        "json",
+    ):
         assert page.locator(f".bpviz-{cls}").count() == 1, cls
     start(page)
     first = wait_points(page, "batch loss", n=2, timeout_ms=60_000)
@@ -219,10 +254,21 @@ def test_the_server_exposes_no_files(voila_server):
     """Voila serves one notebook: every other path redirects to /voila/files/<path>, which serves
     nothing here (voila.json: empty allowlist), so neither the repository nor the notebook is readable."""
     port = voila_server.port
-    paths = ("/tree", "/files/README.md", "/notebooks/dashboard.ipynb", "/lab", "/api/contents/README.md",
-             "/voila/api/contents/", "/voila/tree", "/voila/files/README.md", "/voila/files/dashboard.ipynb",
-             "/voila/files/../README.md", "/voila/files/%2e%2e/README.md", "/voila/files/../bpviz/config.py",
-             "/voila/render/dashboard.ipynb")
+    paths = (
+        "/tree",
+        "/files/README.md",
+        "/notebooks/dashboard.ipynb",
+        "/lab",
+        "/api/contents/README.md",
+        "/voila/api/contents/",
+        "/voila/tree",
+        "/voila/files/README.md",
+        "/voila/files/dashboard.ipynb",
+        "/voila/files/../README.md",
+        "/voila/files/%2e%2e/README.md",
+        "/voila/files/../bpviz/config.py",
+        "/voila/render/dashboard.ipynb",
+    )
     for path in paths:
         status, location = http_get(port, path)
         if status in (301, 302):

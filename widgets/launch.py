@@ -1,0 +1,51 @@
+"""How the dashboard gets to a page: ``launch`` in a notebook cell or a Voila kernel, and the
+warm-up a preheated Voila kernel does while it waits for its page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from bpviz.config import RunConfig
+from bpviz.session import TrainingSession
+
+from .app import Dashboard
+
+
+def warm_up() -> None:
+    """Pay the app's first-use costs now: a short run of the default settings, its local-Hessian
+    report and an empty figure. The first ``torch.optim`` optimizer imports ``torch._dynamo``
+    (2.4 s here), and the first steps, eigen-solves and plotly figure are slower than later ones;
+    a preheated Voila kernel does this while it waits for its page, so the page gets its app sooner."""
+    session = TrainingSession(RunConfig(steps=30), loss_every=10, eval_every=10, hessian_share=0.5)
+    session.start()
+    session.wait(timeout=60)
+    zero = np.zeros(1, np.float32)
+    make_subplots(rows=3, cols=2).add_trace(go.Scatter(x=zero, y=zero), row=1, col=1)
+
+
+def launch(runs_dir: str | Path | None = None) -> Dashboard:
+    """Display the app (in Voila or a JupyterLab cell); settings come from the page's URL query.
+
+    In a preheated Voila kernel (one started and run before any page asked for it) this warms up
+    and then waits for the page's request, whose URL query it then reads."""
+    from IPython.display import display
+
+    # One compute thread per app kernel: with two, OpenMP's spinning threads slow training by
+    # orders of magnitude whenever the browser or another kernel holds a core (measured here).
+    torch.set_num_threads(int(os.environ.get("BPVIZ_THREADS", "1")))
+    if os.environ.get("VOILA_PREHEAT") == "True":
+        from voila.utils import wait_for_request
+
+        warm_up()
+        wait_for_request()
+    app = Dashboard(
+        query=os.environ.get("QUERY_STRING", ""), runs_dir=runs_dir or os.environ.get("BPVIZ_RUNS_DIR", "runs")
+    )
+    display(app.widget)
+    return app
