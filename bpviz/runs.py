@@ -105,6 +105,23 @@ class SavedRun:
         changes = [(r["step"], r["lr"]) for r in self.records if "lr" in r]
         return changes or [(0, self.config.lr)]
 
+    @property
+    def step(self) -> int:
+        """The step the run had reached when its status was last written."""
+        return int(self.status.get("step", 0))
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """``checkpoint.pt`` in the run's folder (finished and stopped runs leave one), else None."""
+        path = self.path / "checkpoint.pt"
+        return path if path.is_file() else None
+
+    def resume_config(self) -> RunConfig:
+        """The config to go on under: to the run's own step count if it stopped early, else for as
+        many steps again."""
+        steps = self.config.steps
+        return self.config if self.step < steps else self.config.replace(steps=self.step + steps)
+
     def describe_step_sizes(self) -> str:
         """'lr 0.3' or 'lr 0.3→10→1', as labels and listings show it."""
         values = [lr for _, lr in self.step_sizes]

@@ -58,6 +58,19 @@ EVENT_POINTS_CAP = 2000
 #: seconds the shown steps/s is measured over: one publish period would swing with every
 #: local-Hessian report that falls into it (130-470 steps/s for a steady 300, measured)
 RATE_WINDOW = 2.0
+#: with the adaptive cadence a run gets at least this many local-Hessian reports after the one at
+#: step 0, at steps spaced geometrically from ``FIRST_REPORT`` to the last (front-loaded: the spectra
+#: change most early on), so "κ over time" is a curve even where a report costs seconds (deep BN
+#: nets); the first comes after the first loss point, so that one is not held up
+MIN_REPORTS = 8
+FIRST_REPORT = 10
+
+
+def front_loaded_steps(steps: int, n: int = MIN_REPORTS, first: int = FIRST_REPORT) -> set[int]:
+    """n steps from ``first`` to ``steps``, geometrically spaced (fewer when the run is short)."""
+    if steps <= first:
+        return {steps}
+    return {round(first * (steps / first) ** (i / (n - 1))) for i in range(n)}
 
 
 class Mailbox:
@@ -390,9 +403,11 @@ class TrainingSession:
         self._share.ran(self._hessian(probe))
         self._marks: deque[tuple[float, int]] = deque([(time.monotonic(), self.step)])  # RATE_WINDOW long
 
+        front = front_loaded_steps(cfg.steps)
+
         def report_due(step: int) -> bool:
             every = self._hessian_every
-            return self._share(step) if every == "auto" else step % every == 0
+            return (step in front or self._share(step)) if every == "auto" else step % every == 0
 
         def report(step: int, result) -> None:
             self._share.ran(self._hessian(probe))

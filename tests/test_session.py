@@ -137,6 +137,27 @@ def test_events_are_rate_limited_and_carry_points_and_reports():
     assert max(e["steps_per_s"] for e in running) > 0
 
 
+def test_a_run_whose_reports_are_slow_still_gets_a_front_loaded_kappa_curve(monkeypatch):
+    """With the adaptive cadence a report that costs as much as the whole run would come once; the
+    front-loaded minimum gives MIN_REPORTS points, more of them early (where the spectra move)."""
+    from bpviz import session as session_module
+
+    real = session_module.local_hessian_report
+
+    def slow_report(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "local_hessian_report", slow_report)
+    session = TrainingSession(RunConfig(**SMALL, steps=1000))
+    session.start()
+    assert session.wait(60)
+    steps = session.history.snapshot()["cond/input/1"]["step"]
+    expected = sorted({0} | session_module.front_loaded_steps(1000))
+    assert set(expected) <= set(steps) and len(expected) == session_module.MIN_REPORTS + 1
+    assert expected[:5] == [0, 10, 19, 37, 72]  # front-loaded: half of them in the first 7 % of the run
+
+
 def test_the_shown_rate_is_steady_when_some_steps_are_slow(monkeypatch):
     """Every 100th step stalls 0.4 s (as a local-Hessian report of a deep net does): one publish period would read
     anywhere from ~0 to many times the true rate; the shown rate is the rate over the last seconds."""

@@ -1,5 +1,6 @@
 """Headless widget tests (no kernel, no browser): wiring, presets, URL round trip, buttons."""
 
+import html
 import time
 
 import pytest
@@ -128,10 +129,19 @@ def test_divergence_shows_a_message_and_the_app_keeps_working(app):
     a.start_btn.click()
     assert wait_for(lambda: a.session.state.value == "diverged")
     assert wait_for(lambda: "Run diverged" in a.message.value)
+    step = a.session.diverged_at
+
+    def marks():
+        return [a for a in a.fig.layout.annotations if a.name == "diverged"], list(a.fig.layout.shapes)
+
+    assert wait_for(lambda: len(marks()[0]) == 1)
+    (label,), (line,) = marks()
+    assert label.text == f"diverged at step {step}" and line.x0 == line.x1 == step
     a.controls["lr"].value = 0.01
     a.reset_btn.click()
     a.start_btn.click()
     assert wait_for(lambda: a.session.state.value == "running" and a.session.step > 20)
+    assert marks() == ([], [])  # the new run has no mark
 
 
 def test_json_settings_apply_and_bad_json_is_reported(app):
@@ -455,3 +465,38 @@ def test_a_saved_run_resumes_from_its_checkpoint_in_the_page(app):
     assert wait_for(lambda: "resumed" in a.message.value and "at step 120" in a.message.value)
     a.start_btn.click()
     assert wait_for(lambda: a.session.state.value == "finished" and a.session.step == 240, timeout=60)
+
+
+def test_teacher_flags_hide_what_they_name_and_stay_in_the_share_link(app):
+    a = app("depth=3&optimizer_hide=true&lr_hide=1&share_hide=true&batch_norm_hide=false")
+    assert a.controls["optimizer"].layout.display == "none" and a.controls["lr"].layout.display == "none"
+    assert a.controls["batch_norm"].layout.display != "none" and a.controls["depth"].layout.display != "none"
+    assert a.cfg.depth == 3 and a.message.value == ""  # flags are not settings, and all were valid
+    assert a.share.value.endswith("&lr_hide=true&optimizer_hide=true&share_hide=true")
+    b = app("optimiser_hide=true&lr_hide=maybe")
+    assert "optimiser_hide (no control named &#x27;optimiser&#x27;" in b.message.value
+    assert "lr_hide=maybe (allowed: true or false)" in b.message.value
+    assert b.controls["lr"].layout.display != "none"
+
+
+def test_the_page_explains_every_panel_and_the_chosen_preset(app):
+    from bpviz.widgets.panels import PANELS
+
+    from bpviz.presets import DESCRIPTIONS
+
+    a = app()
+    assert all(p.explain and p.title in a.figure.explain.value for p in PANELS)
+    a.preset.value = "deep-tanh-bn"
+    assert wait_for(lambda: a.session.cfg.batch_norm and a.session.cfg.depth == 16)
+    assert DESCRIPTIONS["deep-tanh-bn"] in html.unescape(a.preset_note.value)
+
+
+def test_optimizer_options_have_readable_names_and_their_help_as_tooltip():
+    from bpviz.widgets.controls import option_widget
+
+    from bpviz.optim import ALGORITHMS
+
+    for algorithm in ALGORITHMS.values():
+        for name, option in algorithm.OPTIONS.items():
+            w = option_widget(name, option, option.default)
+            assert "_" not in w.description and name in w.tooltip and option.help in w.tooltip, (algorithm.name, name)

@@ -20,15 +20,16 @@ import ipywidgets as W
 
 from bpviz.config import ConfigError, RunConfig
 from bpviz.optim import ALGORITHMS
-from bpviz.presets import PRESETS
+from bpviz.presets import DESCRIPTIONS, PRESETS
 from bpviz.runs import list_runs, load_run
 from bpviz.session import ENDED, State, TrainingSession
 
-from .controls import SERVER_ONLY, STYLE, ConfigControls, from_link, server_defaults, tag
+from .controls import SERVER_ONLY, STYLE, ConfigControls, from_link, page_fields, server_defaults, tag
 from .figure import Figure
 from .flow import PageFlow
 from .overlays import Overlays
 from .publisher import Publisher
+from .teacher import flags_query, split_flags
 
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 #: the fields a running session takes as they change, and the method that takes each; a change of
@@ -65,7 +66,9 @@ class Dashboard:
         put = self.publisher.put
         self._last_heartbeat: float | None = None
         self._drawn_state = ""
+        query, self.hidden, flag_notes = split_flags(query, {f.name for f in page_fields()})
         cfg, ignored = from_link(query)
+        ignored += flag_notes
         try:
             session = self._session(cfg)
         except (ValueError, ImportError) as exc:  # e.g. a dataset whose files this server lacks
@@ -107,6 +110,7 @@ class Dashboard:
             ),
             "preset",
         )
+        self.preset_note = tag(W.HTML(), "preset-note")  # what the chosen preset shows
         self.preset.observe(lambda change: self.publisher.put("preset", change["new"]), names="value")
         self.start_btn = self._button("Start", "start", "success", "play")
         self.pause_btn = self._button("Pause", "pause", "", "pause")
@@ -129,29 +133,41 @@ class Dashboard:
         self.resume_run_btn = self._button("Resume", "resume-run")
         self.status = tag(W.HTML(), "status")
         self.message = tag(W.HTML(), "message")
+        sections = {
+            "compare": W.VBox(
+                [
+                    W.HTML("<b>Compare</b> (selected earlier runs are shown)"),
+                    self.overlay_list,
+                    W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
+                    W.HBox([self.saved_runs, self.load_run_btn]),
+                    self.resume_run_btn,
+                ]
+            ),
+            "share": W.VBox([W.HTML("<b>Share</b>"), self.share, self.json, self.load_json_btn]),
+        }
         self.panel = W.VBox(
             [
                 W.HTML("<b>Network and training</b> (a change of network starts a new run)"),
                 self.preset,
+                self.preset_note,
                 *self.form.panel(),
                 W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]),
                 self.heartbeat,
-                W.HTML("<b>Compare</b> (selected earlier runs are shown)"),
-                self.overlay_list,
-                W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
-                W.HBox([self.saved_runs, self.load_run_btn]),
-                self.resume_run_btn,
-                W.HTML("<b>Share</b>"),
-                self.share,
-                self.json,
-                self.load_json_btn,
+                *sections.values(),
             ],
             layout=W.Layout(width="340px"),
         )
+        # the teacher's link hid these (widgets/teacher.py): not removed, so the state still renders them
+        hideable = {**self.controls, **sections, "preset": self.preset, "options": self.form.options_box}
+        for name in self.hidden:
+            hideable[name].layout.display = "none"
         self.widget = W.HBox(
             [
                 self.panel,
-                W.VBox([self.status, self.message, self.hessian_note, self.figure.box], layout=W.Layout(flex="1")),
+                W.VBox(
+                    [self.status, self.message, self.hessian_note, self.figure.box, self.figure.explain],
+                    layout=W.Layout(flex="1"),
+                ),
             ]
         )
         self.widget.add_class("bpviz-app")
@@ -163,7 +179,7 @@ class Dashboard:
     def _show(self, cfg: RunConfig) -> None:
         """The state renders the page: the controls and the share link show ``cfg``."""
         self.form.show(cfg)
-        self.share.value = "?" + cfg.to_query()
+        self.share.value = "?" + cfg.to_query() + flags_query(self.hidden)
         self.json.value = cfg.to_json(indent=1)
 
     def _adopt(self, session: TrainingSession) -> None:
@@ -261,6 +277,9 @@ class Dashboard:
         self._switch(self.cfg)
 
     def _preset(self, name: str) -> None:
+        self.preset_note.value = (
+            f'<span style="font-size:12px;color:#555">{html.escape(DESCRIPTIONS[name])}</span>' if name else ""
+        )
         if name:
             self._switch(PRESETS[name].replace(**server_defaults()))
 
@@ -296,15 +315,11 @@ class Dashboard:
         stopped early, else for as many steps again."""
         if not self.saved_runs.value:
             return
-        path = self.runs_dir / self.saved_runs.value / "checkpoint.pt"
-        if not path.is_file():
+        run = load_run(self.runs_dir / self.saved_runs.value)
+        if run.checkpoint is None:
             self._say("this run has no checkpoint: only finished or stopped runs leave one", "warn")
-            return
-        run = load_run(path.parent)
-        step = int(run.status.get("step", 0))
-        cfg = run.config if step < run.config.steps else run.config.replace(steps=step + run.config.steps)
-        if self._switch(cfg, path):
-            self._say(f"resumed {run.run_id} at step {step} ({run.describe_step_sizes()}); press Start", "info")
+        elif self._switch(run.resume_config(), run.checkpoint):
+            self._say(f"resumed {run.run_id} at step {run.step} ({run.describe_step_sizes()}); press Start", "info")
 
     def _tick(self) -> None:
         self._check_heartbeat()
@@ -331,6 +346,8 @@ class Dashboard:
             self._drawn_state = state
             if state in {s.value for s in ENDED}:
                 self._list_saved_runs()
+            if state == "diverged" and snap["diverged_at"] is not None:
+                self.figure.mark_divergence(snap["diverged_at"])
         self.pause_btn.description = "Resume" if state == "paused" else "Pause"
         self.status.value = (
             f"<b>{state}</b> · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "

@@ -39,6 +39,26 @@ LABELS = {
     "batch_size": "batch",
     "hessian_every": "Hessian",
 }
+#: optimizer options as the page names them (the hover shows the option's own help and its name)
+OPTION_LABELS = {
+    "weight_decay": "weight decay",
+    "beta1": "β₁ (mean decay)",
+    "beta2": "β₂ (variance decay)",
+    "eps": "ε",
+    "amend": "amend which",
+    "granularity": "one scale per",
+    "statistics": "statistics",
+    "ema": "EMA momentum",
+    "normalize": "normalise scales",
+    "refresh_every": "refresh every",
+    "tau": "τ (z step)",
+    "cg_iters": "CG iterations",
+    "lam": "λ (prox weight)",
+    "fr_iters": "FR iterations",
+    "armijo_rho": "Armijo ρ",
+    "armijo_sigma": "Armijo σ",
+    "inner_iters": "GN iterations",
+}
 STYLE = {"description_width": "90px"}
 UNBOUNDED = 10**9  # a number box's limit where the config sets none (the widget needs one)
 
@@ -131,7 +151,13 @@ def field_control(f: dataclasses.Field, hint: Any) -> W.Widget:
 
 def option_widget(name: str, option: Option, value: Any) -> W.Widget:
     """A control for one optimizer option, built from its declaration (type, choices, bounds, help)."""
-    common = dict(description=name, description_allow_html=False, tooltip=option.help, style=STYLE, value=value)
+    common = dict(
+        description=OPTION_LABELS.get(name, name),
+        description_allow_html=False,
+        tooltip=f"{option.help} (option {name})",
+        style=STYLE,
+        value=value,
+    )
     if option.choices is not None:
         return W.Dropdown(options=list(option.choices), **common)
     if isinstance(option.default, bool):

@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .panels import PANELS
+from .panels import PALETTE, PANELS
 
 if TYPE_CHECKING:
     from bpviz.session import TrainingSession
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
 def downsample(steps: Sequence, values: Sequence, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +107,10 @@ class Figure:
         self.box.add_class("bpviz-plot")
         self.note = W.HTML()
         self.note.add_class("bpviz-hessian-note")
+        # what each panel shows, beside the figure: a student reads it next to the curves
+        items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.explain)}</li>" for p in PANELS)
+        self.explain = W.HTML(f'<ul style="font-size:12px;color:#333;margin:4px 0;padding-left:18px">{items}</ul>')
+        self.explain.add_class("bpviz-explain")
         self._session: TrainingSession | None = None
         self._keys: dict[str, str] = {}  # trace name -> history series
         self._spectra: dict[int, str] = {}  # block -> its spectrum's trace
@@ -145,6 +148,8 @@ class Figure:
         with self.widget.changing():
             with self.widget.batch_update():
                 self.widget.data = []
+                self.widget.layout.shapes = []  # an earlier run's divergence mark
+                self.widget.layout.annotations = [a for a in self.widget.layout.annotations if a.name != "diverged"]
                 for p, name, line, legend in traces:
                     self.widget.add_trace(
                         go.Scatter(
@@ -187,6 +192,25 @@ class Figure:
             # only later deltas would reach such a page, which would start from an empty plot
             self.widget._widget_data = deepcopy(self.widget._data)
             self.widget._widget_layout = deepcopy(self.widget._layout_obj._props)
+
+    def mark_divergence(self, step: int) -> None:
+        """A red line and a label at the step where the run diverged, in the loss panel; the traces
+        end at their last finite values (plotly leaves NaN out)."""
+        with self.widget.changing(), self.widget.batch_update():
+            line = dict(color="#D55E00", dash="dash", width=1.5)
+            self.widget.add_shape(type="line", x0=step, x1=step, y0=0, y1=1, xref="x", yref="y domain", line=line)
+            self.widget.add_annotation(
+                text=f"diverged at step {step}",
+                name="diverged",
+                x=step,
+                xref="x",
+                yref="y domain",
+                y=1,
+                xanchor="right",
+                yanchor="top",
+                showarrow=False,
+                font=dict(size=11, color="#D55E00"),
+            )
 
     def show_overlays(self, shown: Collection[str]) -> None:
         """Show the selected earlier runs; the others stay in the legend."""

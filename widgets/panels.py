@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TRAIN, TEST = "#1f77b4", "#ff7f0e"  # the same colours in both panels
-BATCH = "#9ecae1"  # the per-step mini-batch loss: the noisy, light version of the training-split loss
+# Okabe & Ito's colour-blind-safe palette: blue, orange, bluish green, vermillion, reddish purple,
+# sky blue, yellow, black
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+TRAIN, TEST = PALETTE[0], PALETTE[1]  # the same colours in both panels
+BATCH = PALETTE[5]  # the per-step mini-batch loss: the noisy, light version of the training-split loss
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Panel:
     overlays: tuple[str, ...] = ()  # the earlier runs' series drawn here
     y_axis: dict = field(default_factory=dict)
     notes: tuple[dict, ...] = ()  # annotations, positioned in the panel
+    explain: str = ""  # one or two plain sentences under the figure: what it shows, good and bad
 
 
 PANELS = (
@@ -51,6 +55,9 @@ PANELS = (
             Series("test loss", "test_loss", TEST),
         ),
         overlays=("batch loss",),
+        explain="The loss of each step's mini-batch (light, noisy) and, at each evaluation, on the training "
+        "and test sets. Good: it falls steadily. Bad: flat at its start (about 2.3 for 10 classes: nothing is "
+        "learned) or jumping up (the step is too large).",
     ),
     # accuracy autoranges (0.95-0.98 stays readable) but never past [0, 1], nor to -1..4 while empty
     Panel(
@@ -61,6 +68,8 @@ PANELS = (
         series=(Series("train accuracy", "train_accuracy", TRAIN), Series("test accuracy", "test_accuracy", TEST)),
         overlays=("test accuracy",),
         y_axis=dict(autorangeoptions=dict(clipmin=0, clipmax=1.02)),
+        explain="The share of training and test samples classified correctly. A test curve well below the "
+        "training curve means the network memorises instead of generalising.",
     ),
     # the legend lists the input-Hessian traces; the note says what the dotted ones are
     Panel(
@@ -85,6 +94,9 @@ PANELS = (
                 bgcolor="rgba(255,255,255,0.7)",
             ),
         ),
+        explain="How hard each block's own matching problem is: κ = λmax/λmin of its local Hessian, with respect "
+        "to its input (solid) and its weight (dotted). Near 1: one gradient step fits the block well. Large: no "
+        "single step size suits every direction, so back-propagation crawls. △ marks a lower bound (κ ≥).",
     ),
     Panel(
         "input-Hessian spectrum now",
@@ -92,6 +104,8 @@ PANELS = (
         "log10 eigenvalue (0 = ideal, λ = 1)",
         "number of eigenvalues",
         per_block=(Series("spectrum input", None, legend=False),),
+        explain="All eigenvalues of each block's input Hessian now, as a histogram of log10 λ. Ideal: one spike "
+        "at 0 (every λ = 1, as orthogonal init gives a linear block). Bad: spread over many decades.",
     ),
     Panel(
         "gradient norm per block",
@@ -100,6 +114,8 @@ PANELS = (
         "‖∂loss/∂W‖ (log)",
         "log",
         per_block=(Series("grad norm", "grad_norm/{block}", legend=False),),
+        explain="The size of each block's weight gradient. Curves many decades apart mean the blocks learn at "
+        "very different speeds: the gradient vanishes (or explodes) on its way down the network.",
     ),
     Panel(
         "SA-SGD scale per block",
@@ -117,5 +133,6 @@ PANELS = (
                 font=dict(size=11, color="#777"),
             ),
         ),
+        explain="SA-SGD's gradient factor for each block (1 = plain SGD): how it rebalances the blocks' steps.",
     ),
 )

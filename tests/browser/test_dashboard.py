@@ -163,6 +163,22 @@ def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server
     screenshot(page, "07-bn-cnn-kappa-lower-bounds")
 
 
+def test_a_teachers_link_hides_the_controls_it_names(page, voila_server):
+    open_app(
+        page,
+        voila_server.url + "?" + LONG + "&preset_hide=true&optimizer_hide=true&options_hide=true"
+        "&compare_hide=true&share_hide=true&init=orthogonal",
+    )
+    for hidden in (".bpviz-preset", ".bpviz-optimizer", ".bpviz-options", ".bpviz-share"):
+        expect(page.locator(hidden)).to_be_hidden()
+    for shown in (".bpviz-depth", ".bpviz-init", ".bpviz-bn", ".bpviz-lr", ".bpviz-start"):
+        expect(page.locator(shown)).to_be_visible()
+    expect(page.locator(".bpviz-init select")).to_have_value("orthogonal")
+    start(page)
+    wait_points(page, "batch loss", n=2)
+    screenshot(page, "08-teacher-link-hides-preset-optimizer-compare-share")
+
+
 def test_a_diverging_run_is_reported_and_the_page_keeps_working(page, voila_server):
     # ReLU, 3 blocks, lr 10 (the slider's maximum): NaN loss within a few dozen steps
     open_app(page, voila_server.url + "?" + LONG + "&activation=relu&depth=3")
