@@ -500,3 +500,11 @@ def test_optimizer_options_have_readable_names_and_their_help_as_tooltip():
         for name, option in algorithm.OPTIONS.items():
             w = option_widget(name, option, option.default)
             assert "_" not in w.description and name in w.tooltip and option.help in w.tooltip, (algorithm.name, name)
+
+
+def test_an_empty_accuracy_panel_reads_0_to_1_and_autoranges_once_it_has_points(app):
+    a = app("dataset=xor&depth=2&width=8&steps=400")
+    axis = a.fig.layout.yaxis2  # the accuracy panel (row 1, column 2)
+    assert axis.autorange is False and tuple(axis.range) == (0.0, 1.02)
+    a.start_btn.click()
+    assert wait_for(lambda: len(trace(a, "test accuracy").y) > 0 and a.fig.layout.yaxis2.autorange is True)

@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .panels import PALETTE, PANELS
+from .panels import PALETTE, PANELS, Panel
 
 if TYPE_CHECKING:
     from bpviz.session import TrainingSession
@@ -149,6 +149,7 @@ class Figure:
             with self.widget.batch_update():
                 self.widget.data = []
                 self.widget.layout.shapes = []  # an earlier run's divergence mark
+                self._hold_empty_ranges()
                 self.widget.layout.annotations = [a for a in self.widget.layout.annotations if a.name != "diverged"]
                 for p, name, line, legend in traces:
                     self.widget.add_trace(
@@ -219,6 +220,16 @@ class Figure:
                 if trace.name in self._overlay_of:
                     trace.visible = True if self._overlay_of[trace.name] in shown else "legendonly"
 
+    def _y_axis(self, p: Panel):
+        n = (p.cell[0] - 1) * COLS + p.cell[1]
+        return self.widget.layout["yaxis" if n == 1 else f"yaxis{n}"]
+
+    def _hold_empty_ranges(self) -> None:
+        """Panels with an ``empty_range`` show it until their first point arrives (then autorange)."""
+        for p in PANELS:
+            if p.empty_range is not None:
+                self._y_axis(p).update(range=list(p.empty_range), autorange=False)
+
     def draw(self, history: dict, report: dict | None) -> bool:
         """Send the series that changed since the last draw; False if nothing had."""
         updates = {}
@@ -240,6 +251,9 @@ class Figure:
         if not updates and not spectra:
             return False
         with self.widget.changing(), self.widget.batch_update():
+            for p in PANELS:
+                if p.empty_range is not None and any(s.name in updates for s in p.series):
+                    self._y_axis(p).autorange = True
             for trace in self.widget.data:
                 if trace.name in updates:
                     trace.x, trace.y, mode = updates[trace.name]

@@ -40,6 +40,7 @@ class Panel:
     y_axis: dict = field(default_factory=dict)
     notes: tuple[dict, ...] = ()  # annotations, positioned in the panel
     explain: str = ""  # one or two plain sentences under the figure: what it shows, good and bad
+    empty_range: tuple[float, float] | None = None  # the y range while no series has a point yet
 
 
 PANELS = (
@@ -68,6 +69,7 @@ PANELS = (
         series=(Series("train accuracy", "train_accuracy", TRAIN), Series("test accuracy", "test_accuracy", TEST)),
         overlays=("test accuracy",),
         y_axis=dict(autorangeoptions=dict(clipmin=0, clipmax=1.02)),
+        empty_range=(0.0, 1.02),  # plotly's clip options need data: an empty panel would read -1..4
         explain="The share of training and test samples classified correctly. A test curve well below the "
         "training curve means the network memorises instead of generalising.",
     ),
