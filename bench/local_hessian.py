@@ -15,10 +15,11 @@ import time
 
 import torch
 
-from bpviz import local_hessian as lh
+from bpviz import hessian_report, local_hessian
 from bpviz.config import RunConfig
 from bpviz.device import resolve_device
-from bpviz.local_hessian import dense_reference_spectrum, local_hessian_report, local_hessian_spectrum
+from bpviz.hessian_report import local_hessian_report
+from bpviz.local_hessian import dense_reference_spectrum, local_hessian_spectrum
 from bpviz.models import build_model
 
 DENSE_MAX_ELEMENTS = 6e7  # Jacobian entries (float64: ~0.5 GB) the dense reference may build
@@ -94,12 +95,12 @@ def bench_bn_report(device: torch.device) -> None:
         x = torch.randn(32, 32, device=device, generator=None)
         local_hessian_report(model, x)
         exact = timed(lambda: local_hessian_report(model, x), repeat=3)
-        saved, lh.REPORT_DENSE_MAX = lh.REPORT_DENSE_MAX, 0  # force the fallback
+        saved, hessian_report.REPORT_DENSE_MAX = hessian_report.REPORT_DENSE_MAX, 0  # force the fallback
         try:
             bounds = timed(lambda: local_hessian_report(model, x), repeat=3)
             assert all(s.method == "lanczos" for s in local_hessian_report(model, x).stats if s.wrt == "input")
         finally:
-            lh.REPORT_DENSE_MAX = saved
+            hessian_report.REPORT_DENSE_MAX = saved
         no_bn = timed(lambda: local_hessian_report(plain, x), repeat=3)
         print(f"{depth:<8} {exact * 1e3:>11.0f} {bounds * 1e3:>12.0f} {exact / bounds:>15.2f} {no_bn * 1e3:>17.0f}")
 
@@ -115,7 +116,7 @@ def bench_top_eigen(device: torch.device) -> None:
         for wrt in ("weight", "input"):
             exact = local_hessian_spectrum(model, x, 1, wrt).cpu().numpy()
             start = time.perf_counter()
-            top = lh.local_hessian_top_eigen(model, x, 1, wrt, k=10)
+            top = local_hessian.local_hessian_top_eigen(model, x, 1, wrt, k=10)
             seconds = time.perf_counter() - start
             err = abs(top.values - exact[-10:]).max() / exact[-1]
             print(f"{width:<6} {wrt:<7} {seconds:>9.3f} {top.matvecs:>8} {err:>23.1e}")

@@ -5,7 +5,8 @@ The engine (this package) needs only torch and numpy; the UI lives in ``bpviz.wi
 
 from .backmatching import back_matching_step, back_matching_targets
 from .config import ConfigError, RunConfig
-from .local_hessian import local_hessian_report, local_hessian_spectrum
+from .hessian_report import local_hessian_report
+from .local_hessian import local_hessian_spectrum
 from .models import build_model
 
 __all__ = [

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .local_hessian import LocalHessianReport, local_hessian_report
+from .hessian_report import LocalHessianReport, local_hessian_report
 from .loop import every, train_loop
 from .train import Trainer
 

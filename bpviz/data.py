@@ -13,14 +13,9 @@ global state. Nothing here downloads anything: MNIST and CIFAR-10 are read from 
 
 from __future__ import annotations
 
-import codecs
-import gzip
 import importlib
 import math
-import pickle
 import random
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +25,7 @@ import numpy as np
 import torch
 
 from bpviz.config import RunConfig
+from bpviz.data_files import DataError, read_cifar10, read_mnist  # noqa: F401 (DataError: what loading raises)
 from bpviz.device import torch_dtype
 
 Task = Literal["classification", "regression"]
@@ -52,10 +48,6 @@ class Dataset:
     n_outputs: int
     input_shape: tuple[int, ...]
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-class DataError(ValueError):
-    """Data files are missing or invalid; the message says which files to put where."""
 
 
 def load_dataset(cfg: RunConfig) -> Dataset:
@@ -325,72 +317,7 @@ def load_mnist1d(n_train: int, n_test: int, seed: int, dtype: torch.dtype = torc
     )
 
 
-# --- MNIST from the original IDX files -----------------------------------------------------------------
-_MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-_IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801  # unsigned bytes, 3 resp. 1 dimensions
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when its name ends in .gz."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parse an IDX file (big-endian header: magic number, then one uint32 size per dimension)."""
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DataError(f"{path} is truncated: {len(data)} bytes, not even an IDX header")
-    (found,) = struct.unpack(">I", data[:4])
-    if found != magic:
-        raise DataError(f"{path} is not the expected IDX file: magic number 0x{found:08x}, expected 0x{magic:08x}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path} is truncated inside its header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + math.prod(shape)
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(f"{path} is {problem}: {len(data)} bytes, header {shape} needs {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _mnist_paths(data_dir: str | Path | None) -> dict[str, Path]:
-    """Locate the four MNIST files (plain or .gz), or say exactly which are missing and where they go."""
-    names = ", ".join(_MNIST_FILES.values())
-    if data_dir is None:
-        raise DataError(
-            f"dataset 'mnist' reads the original MNIST files: set data_dir to a folder containing {names} "
-            "(each may be gzipped, with a .gz suffix)"
-        )
-    folder = Path(data_dir).expanduser()
-    found, missing = {}, []
-    for key, name in _MNIST_FILES.items():
-        candidates = [folder / name, folder / f"{name}.gz"]
-        existing = [p for p in candidates if p.is_file()]
-        if existing:
-            found[key] = existing[0]
-        else:
-            missing.append(name)
-    if missing:
-        raise DataError(
-            f"MNIST files missing: put {', '.join(missing)} (plain or gzipped as .gz) in {folder}; "
-            f"the folder needs all of {names}"
-        )
-    return found
-
-
+# --- MNIST and CIFAR-10 from their original files (read and checked in bpviz.data_files) ------------
 def load_mnist(
     data_dir: str | Path | None,
     n_train: int | None = None,
@@ -398,21 +325,7 @@ def load_mnist(
     dtype: torch.dtype = torch.float32,
 ) -> Dataset:
     """MNIST from the original IDX files in `data_dir`: the first n_train / n_test images (all if None)."""
-    paths = _mnist_paths(data_dir)
-    arrays = {
-        key: _read_idx(path, _IDX_IMAGES if key.endswith("images") else _IDX_LABELS) for key, path in paths.items()
-    }
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.shape[1:] != (28, 28):
-            raise DataError(f"{paths[f'{split}_images']}: images are {images.shape[1:]}, MNIST's are (28, 28)")
-        if len(images) != len(labels):
-            raise DataError(
-                f"{paths[f'{split}_images']} holds {len(images)} images but "
-                f"{paths[f'{split}_labels']} holds {len(labels)} labels"
-            )
-        if labels.size and labels.max() > 9:
-            raise DataError(f"{paths[f'{split}_labels']}: label {labels.max()} is not a digit 0..9")
+    arrays = read_mnist(data_dir)
     n_train = _first(n_train, len(arrays["train_labels"]))
     n_test = _first(n_test, len(arrays["test_labels"]))
     x = (arrays["train_images"][:n_train, None], arrays["test_images"][:n_test, None])
@@ -421,106 +334,16 @@ def load_mnist(
     return _classification("mnist", x, y, _DIGIT_CLASSES, 1 / 255, dtype, meta)
 
 
-# --- CIFAR-10 from the original python pickles -----------------------------------------------------------
-_CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-_CIFAR_TEST = "test_batch"
-_CIFAR_SUBDIR = "cifar-10-batches-py"
-
-
-def _numpy_pickle_globals() -> dict[tuple[str, str], Any]:
-    """The only callables a CIFAR batch needs: numpy's array rebuilders (under numpy 1.x and 2.x module
-    names), ndarray, dtype, and the bytes decoder Python 3 uses for protocol-2 pickles."""
-    reconstruct = np.empty(0).__reduce_ex__(2)[0]  # numpy's private array rebuilders, however
-    frombuffer = np.empty(0).__reduce_ex__(5)[0]  # this numpy version names their module
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,
-    }
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return allowed
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles containers and numpy arrays only: a general pickle can run any code when loaded."""
-
-    _allowed = _numpy_pickle_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of a CIFAR-10 batch)") from None
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) from one CIFAR-10 batch, after checking its layout."""
-    try:
-        with path.open("rb") as fh:
-            batch = _ArrayUnpickler(fh, encoding="bytes").load()
-    except Exception as exc:  # a malformed pickle can fail in many ways; all mean "not a CIFAR batch"
-        raise DataError(f"{path} is not a valid CIFAR-10 batch: {exc}") from None
-    data = batch.get(b"data") if isinstance(batch, dict) else None
-    labels = batch.get(b"labels") if isinstance(batch, dict) else None
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{path}: expected b'data' to be a uint8 array of shape (N, 3072)")
-    labels = np.asarray(labels if isinstance(labels, list) else [], dtype=np.int64)
-    if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DataError(f"{path}: expected b'labels' to be a list of {len(data)} class indices 0..9")
-    return data.reshape(-1, 3, 32, 32), labels  # rows hold the red, green, then blue 32x32 planes
-
-
-def _cifar_folder(data_dir: str | Path | None) -> Path:
-    """The folder holding all six batches: data_dir itself or its cifar-10-batches-py subfolder."""
-    names = _CIFAR_TRAIN + [_CIFAR_TEST]
-    if data_dir is None:
-        raise DataError(
-            f"dataset 'cifar10' reads the original CIFAR-10 python batches: set data_dir to a folder "
-            f"containing {', '.join(names)} (or its {_CIFAR_SUBDIR}/ subfolder)"
-        )
-    folder = Path(data_dir).expanduser()
-    candidates = [folder, folder / _CIFAR_SUBDIR]
-    missing = [[n for n in names if not (c / n).is_file()] for c in candidates]
-    best = min(range(len(candidates)), key=lambda i: len(missing[i]))
-    if missing[best]:
-        raise DataError(
-            f"CIFAR-10 files missing: put {', '.join(missing[best])} in {candidates[best]}; the folder needs "
-            f"all of {', '.join(names)} (as unpacked from cifar-10-python.tar.gz into {folder} "
-            f"or {folder / _CIFAR_SUBDIR})"
-        )
-    return candidates[best]
-
-
 def load_cifar10(
     data_dir: str | Path | None,
     n_train: int | None = None,
     n_test: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Dataset:
-    """CIFAR-10 from the original python batches: the first n_train / n_test images (all if None).
-
-    Only as many training batches as n_train needs are read.
-    """
-    folder = _cifar_folder(data_dir)
-    train_x, train_y = [], []
-    for name in _CIFAR_TRAIN:
-        images, labels = _read_cifar_batch(folder / name)
-        train_x.append(images)
-        train_y.append(labels)
-        if n_train is not None and sum(len(y) for y in train_y) >= n_train:
-            break
-    test_x, test_y = _read_cifar_batch(folder / _CIFAR_TEST)
-    x_train, y_train = np.concatenate(train_x), np.concatenate(train_y)
-    n_train, n_test = _first(n_train, len(y_train)), _first(n_test, len(test_y))
+    """CIFAR-10 from the original python batches: the first n_train / n_test images (all if None)."""
+    folder, arrays = read_cifar10(data_dir, n_train)
+    n_train, n_test = _first(n_train, len(arrays["train_labels"])), _first(n_test, len(arrays["test_labels"]))
     meta = {"source": f"CIFAR-10 python batches in {folder}"}
-    return _classification(
-        "cifar10",
-        (x_train[:n_train], test_x[:n_test]),
-        (y_train[:n_train], test_y[:n_test]),
-        _CIFAR10_CLASSES,
-        1 / 255,
-        dtype,
-        meta,
-    )
+    x = (arrays["train_images"][:n_train], arrays["test_images"][:n_test])
+    y = (arrays["train_labels"][:n_train], arrays["test_labels"][:n_test])
+    return _classification("cifar10", x, y, _CIFAR10_CLASSES, 1 / 255, dtype, meta)

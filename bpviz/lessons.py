@@ -21,7 +21,8 @@ from . import loop
 from .backmatching import back_matching_step, back_matching_targets
 from .config import RunConfig
 from .data import DataError, Dataset, load_dataset
-from .local_hessian import ZERO_RTOL, local_hessian_report, local_hessian_spectrum
+from .hessian_report import ZERO_RTOL, local_hessian_report
+from .local_hessian import local_hessian_spectrum
 from .models import ACTIVATIONS, BlockNet, build_model, network_loss
 from .train import Trainer
 

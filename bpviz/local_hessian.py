@@ -17,44 +17,29 @@ eta -> 0 limit of the exact Hessian of 1/2 ||F_b - Z~_b||^2 (research/seeds.md �
 Each small Gram matrix is diagonalised from its smaller side (``J J^T`` or ``J^T J``), in float64,
 and the missing eigenvalues are exact zeros. ``method="lanczos"`` finds the k largest eigenvalues
 from Jacobian-vector products, never forming J (ARPACK, with residuals; see :mod:`bpviz.krylov`).
-The report falls back, where an exact spectrum would be too slow to refresh live, to certified
-bounds and an estimated density, and marks them so (``SpectrumStats.method``).
+The live report (:mod:`bpviz.hessian_report`) falls back, where an exact spectrum would be too slow
+to refresh live, to certified bounds and an estimated density, and marks them so.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .krylov import NotConverged, TopEigen, block_krylov, top_eigenpairs  # noqa: F401 (NotConverged: re-exported)
-from .metrics import WRT, cond_name, lambda_max_name
+from .metrics import WRT
 from .models import ACTIVATIONS, Block, BlockNet
 
 METHODS = ("exact", "lanczos")
 #: largest side of the one dense eigenproblem a batch-coupled (BN) input Hessian needs.
 EXACT_DENSE_MAX = 2048
-#: the report's own, tighter limit: it must stay fast enough to refresh live. 1024 covers the
-#: dashboard's default probe (32 samples) for BN blocks up to width 32, so their input-Hessian κ is
-#: exact there: on a 4-block BN tanh MLP of width 32 the report took 0.49 s exact vs 1.71 s with the
-#: Lanczos fallback (which had given κ ≈ 3e2 where the exact value is 2e6–6e8).
-REPORT_DENSE_MAX = 1024
-#: Krylov dimension of the report's fallback (bounds and a density estimate, on a fixed budget).
-REPORT_KRYLOV_DIM = 48
 #: largest per-sample input size for the conv input Hessian without BN (one eigenproblem a sample).
 EXACT_PER_SAMPLE_MAX = 1024
 #: largest Jacobian (elements) built at once; units are processed in chunks under it.
 CHUNK_ELEMENTS = 1 << 24
-#: relative floor under which the report counts an eigenvalue as zero (see ``_zero_tol``).
-ZERO_RTOL = 1e-9
-#: fixed log10 bin edges of the report's eigenvalue histograms (the ideal local Hessian has all
-#: eigenvalues at 1, i.e. at log10 = 0); values outside fall into the end bins.
-HIST_EDGES = np.linspace(-6.0, 4.0, 41)
 
 
 class ExactTooLarge(ValueError):
@@ -62,7 +47,7 @@ class ExactTooLarge(ValueError):
 
 
 # --- argument checks ----------------------------------------------------------------------------
-def _check_args(model: BlockNet, x: torch.Tensor, block: int, wrt: str, method: str, k: int | None) -> Block:
+def check_args(model: BlockNet, x: torch.Tensor, block: int, wrt: str, method: str, k: int | None) -> Block:
     n_blocks = len(model.blocks)
     if isinstance(block, bool) or not isinstance(block, int) or not -n_blocks <= block < n_blocks:
         raise IndexError(f"block {block!r} is out of range: this model has blocks 0..{n_blocks - 1}")
@@ -159,7 +144,8 @@ def _input_jacobian_bn_linear(block: Block, z: torch.Tensor) -> torch.Tensor:
     return J.reshape(n * c.shape[0], n * d)
 
 
-def _exact_weight(block: Block, z: torch.Tensor) -> torch.Tensor:
+def exact_weight_spectrum(block: Block, z: torch.Tensor) -> torch.Tensor:
+    """All eigenvalues of the block's weight local Hessian on inputs z (unsorted, float64)."""
     m = block.weight.shape[0]
     n_pos, fan_in = _patches(block, z).shape
     chunk = max(1, CHUNK_ELEMENTS // (n_pos * fan_in))
@@ -167,7 +153,8 @@ def _exact_weight(block: Block, z: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def _exact_input(block: Block, z: torch.Tensor, dense_max: int = EXACT_DENSE_MAX) -> torch.Tensor:
+def exact_input_spectrum(block: Block, z: torch.Tensor, dense_max: int = EXACT_DENSE_MAX) -> torch.Tensor:
+    """All eigenvalues of its input local Hessian; :class:`ExactTooLarge` past ``dense_max`` (BN)."""
     n = z.shape[0]
     per_sample = z[0].numel()
     if block.bn is not None:
@@ -240,7 +227,7 @@ def _top_eigen(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> To
     return top_eigenpairs(flat_matvec, primal.numel(), primal, k, **options)
 
 
-def _krylov(
+def krylov_spectrum(
     block: Block, z: torch.Tensor, wrt: str, k: int, dim: int, in_range: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     matvec, primal = _gauss_newton_matvec(block, z, wrt)
@@ -255,7 +242,7 @@ def dense_reference_spectrum(model: BlockNet, x: torch.Tensor, block: int, wrt: 
     Uses none of the structure ``local_hessian_spectrum`` relies on; tests and benchmarks compare
     against it.
     """
-    blk = copy.deepcopy(_check_args(model, x, block, wrt, "exact", None)).double()
+    blk = copy.deepcopy(check_args(model, x, block, wrt, "exact", None)).double()
     z = _block_input(model, x, block).double()
     if wrt == "weight":
         weight = blk.weight.detach()
@@ -275,7 +262,7 @@ def local_hessian_spectrum(
     converged to 1e-10 x lambda_max or :class:`NotConverged` (see :func:`local_hessian_top_eigen`).
     A model with NaN weights gives NaN eigenvalues.
     """
-    blk = _check_args(model, x, block, wrt, method, k)
+    blk = check_args(model, x, block, wrt, method, k)
     z = _block_input(model, x, block)
     size = blk.weight.numel() if wrt == "weight" else z.numel()
     finite = all(torch.isfinite(p).all() for p in blk.parameters()) and torch.isfinite(z).all()
@@ -286,7 +273,7 @@ def local_hessian_spectrum(
     if not finite:
         eigs = torch.full((size,), float("nan"), dtype=torch.float64)
     else:
-        eigs = _exact_weight(blk, z) if wrt == "weight" else _exact_input(blk, z)
+        eigs = exact_weight_spectrum(blk, z) if wrt == "weight" else exact_input_spectrum(blk, z)
         eigs = torch.sort(eigs).values
     return eigs if k is None else eigs[-k:]
 
@@ -302,163 +289,5 @@ def local_hessian_top_eigen(
 ) -> TopEigen:
     """The k largest eigenvalues from Jacobian-vector products (ARPACK, checked for missed repeated
     eigenvalues), each with its residual norm and whether it converged to ``tol`` x lambda_max."""
-    blk = _check_args(model, x, block, wrt, "lanczos", k)
+    blk = check_args(model, x, block, wrt, "lanczos", k)
     return _top_eigen(blk, _block_input(model, x, block), wrt, k, tol=tol, maxiter=maxiter)
-
-
-@dataclass
-class SpectrumStats:
-    """What the dashboard plots for one block and one ``wrt``."""
-
-    block: int
-    wrt: str
-    #: "exact", or "lanczos" for a spectrum too large to solve live: then lambda_max is a lower bound,
-    #: lambda_min_nonzero an upper bound and condition_number a lower bound (kappa >= it), certified;
-    #: trace, rank and histogram are stochastic-Lanczos-quadrature estimates.
-    method: str
-    size: int  # number of eigenvalues of the full matrix
-    lambda_max: float
-    lambda_min_nonzero: float
-    condition_number: float
-    trace: float
-    rank: int
-    hist_counts: list[float]  # per HIST_EDGES bin; zeros are counted in ``size - rank``, not here
-
-    @property
-    def estimated(self) -> bool:
-        """True when the numbers are bounds and estimates, not the exact spectrum's."""
-        return self.method != "exact"
-
-
-def _zero_tol(lmax: float, dim: int, source_dtype: torch.dtype) -> float:
-    """Eigenvalues below this count as zero: round-off of the source precision, and at least
-    ``ZERO_RTOL * lmax`` (BN's epsilon leaves its scale-invariant direction at ~(eps/var)^2 lmax)."""
-    eps = torch.finfo(source_dtype).eps
-    return lmax * max((dim * eps) ** 2, dim * torch.finfo(torch.float64).eps, ZERO_RTOL)
-
-
-def _stats(
-    block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weights: np.ndarray, dim: int, dtype: torch.dtype
-) -> SpectrumStats:
-    if not np.isfinite(eigs).all():
-        nan = float("nan")
-        return SpectrumStats(block, wrt, method, size, nan, nan, nan, nan, 0, [nan] * (len(HIST_EDGES) - 1))
-    lmax = float(eigs.max(initial=0.0))
-    nonzero = eigs > _zero_tol(lmax, dim, dtype)
-    lmin = float(eigs[nonzero].min()) if nonzero.any() else float("nan")
-    logs = np.clip(np.log10(eigs[nonzero]), HIST_EDGES[0], HIST_EDGES[-1])
-    counts, _ = np.histogram(logs, bins=HIST_EDGES, weights=weights[nonzero] * size)
-    return SpectrumStats(
-        block=block,
-        wrt=wrt,
-        method=method,
-        size=size,
-        lambda_max=lmax,
-        lambda_min_nonzero=lmin,
-        condition_number=lmax / lmin if nonzero.any() else float("nan"),
-        trace=float((eigs * weights).sum() * size),
-        rank=int(round(float(weights[nonzero].sum() * size))),
-        hist_counts=counts.tolist(),
-    )
-
-
-def _bounded_stats(
-    b: int, wrt: str, blk: Block, z: torch.Tensor, k: int, size: int, dim: int, dtype: torch.dtype
-) -> SpectrumStats:
-    """The report's fallback: the density, trace and rank from SLQ (random start), and lambda_max,
-    lambda_min and kappa from a Krylov space inside the range (certified bounds, see bpviz.krylov)."""
-    theta, w = _krylov(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=False)
-    stats = _stats(b, wrt, "lanczos", size, theta.cpu().numpy(), w.cpu().numpy(), dim, dtype)
-    ritz = _krylov(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=True)[0].cpu().numpy()
-    if not np.isfinite(ritz).all() or ritz.max(initial=0.0) <= 0:
-        return stats
-    lmax = float(ritz.max())
-    lmin = float(ritz[ritz > _zero_tol(lmax, dim, dtype)].min())
-    return replace(stats, lambda_max=lmax, lambda_min_nonzero=lmin, condition_number=lmax / lmin)
-
-
-@dataclass
-class LocalHessianReport:
-    """Spectral summary of every block's weight and input local Hessian on one batch."""
-
-    stats: list[SpectrumStats]
-    n_samples: int  # samples the Hessians were computed on
-    batch_size: int  # samples passed in; larger than n_samples when the report subsampled
-    seconds: float
-    hist_edges: list[float] = field(default_factory=lambda: HIST_EDGES.tolist())
-
-    @property
-    def subsampled(self) -> bool:
-        return self.n_samples < self.batch_size
-
-    def get(self, block: int, wrt: str) -> SpectrumStats:
-        for s in self.stats:
-            if s.block == block and s.wrt == wrt:
-                return s
-        raise KeyError(f"no stats for block {block}, wrt {wrt!r}")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "subsampled": self.subsampled}
-
-    def named_values(self) -> dict[str, float]:
-        """Every block's kappa and lambda_max under its glossary name (``bpviz.metrics``); a bound gets
-        its own name, so a ``cond/`` number is always exact."""
-        values = {}
-        for s in self.stats:
-            values[cond_name(s.wrt, s.block, bound=s.estimated)] = s.condition_number
-            values[lambda_max_name(s.wrt, s.block, bound=s.estimated)] = s.lambda_max
-        return values
-
-
-def probe_size(model: BlockNet, x: torch.Tensor, batch_size: int, smallest: int = 32, largest: int = 64) -> int:
-    """How many samples the live report should use: the training batch size, so that BN's statistics
-    are those of a training batch, capped at ``largest`` for speed; fewer where a BN block's exact
-    input spectrum would pass ``REPORT_DENSE_MAX``, but not fewer than ``smallest`` (BN statistics
-    over a handful of samples would misrepresent training; that block's numbers are then bounds)."""
-    n = min(batch_size, largest, x.shape[0])
-    with torch.no_grad():
-        zs = model.block_inputs(x[:1].to(device=model.head.linear.weight.device, dtype=model.head.linear.weight.dtype))
-    for blk, z in zip(model.blocks, zs):
-        if blk.bn is not None:
-            per_sample = z[0].numel()
-            side = min(per_sample, blk.weight.shape[0] * (per_sample // z.shape[1]))
-            n = min(n, max(REPORT_DENSE_MAX // side, min(smallest, batch_size)))
-    return max(1, n)
-
-
-def local_hessian_report(
-    model: BlockNet, x: torch.Tensor, max_samples: int | None = 32, k: int = 8
-) -> LocalHessianReport:
-    """For every block and both ``wrt``: lambda_max, smallest nonzero lambda, condition number, trace
-    and a histogram of log10 eigenvalues.
-
-    The batch is cut to its first ``max_samples`` samples (the report says so) to keep the cost
-    fit for live refresh. Exact spectra are used where they fit; otherwise (the input Hessian of a
-    BN block past ``REPORT_DENSE_MAX``) bounds and estimates, marked ``method="lanczos"``.
-    """
-    start = time.perf_counter()
-    _check_args(model, x, 0, "weight", "exact", k)
-    batch = x.shape[0]
-    if max_samples is not None:
-        x = x[:max_samples]
-    dtype = model.head.linear.weight.dtype
-    zs = model.block_inputs(x.to(device=model.head.linear.weight.device, dtype=dtype))
-    stats = []
-    for b, blk in enumerate(model.blocks):
-        z = zs[b]
-        finite = torch.isfinite(z).all() and all(torch.isfinite(p).all() for p in blk.parameters())
-        for wrt in WRT:
-            size = blk.weight.numel() if wrt == "weight" else z.numel()
-            dim = z.shape[0] if wrt == "weight" else z[0].numel()
-            method = "exact"
-            if not finite:
-                eigs, weights = np.full(size, np.nan), np.full(size, 1.0 / size)
-            else:
-                try:
-                    eigs_t = _exact_weight(blk, z) if wrt == "weight" else _exact_input(blk, z, REPORT_DENSE_MAX)
-                    eigs, weights = eigs_t.cpu().numpy(), np.full(size, 1.0 / size)
-                except ExactTooLarge:
-                    stats.append(_bounded_stats(b, wrt, blk, z, k, size, dim, dtype))
-                    continue
-            stats.append(_stats(b, wrt, method, size, eigs, weights, dim, dtype))
-    return LocalHessianReport(stats=stats, n_samples=x.shape[0], batch_size=batch, seconds=time.perf_counter() - start)

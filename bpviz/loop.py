@@ -1,4 +1,5 @@
-"""The one training loop: step, apply the one divergence rule, run what is due.
+"""The one training loop: step, apply the one divergence rule, run what is due; and the schedules
+and the step-rate meter its callers use.
 
 Everything that trains — the live session, ``train.run`` behind ``bpviz compare`` and ``bpviz train``,
 the lesson helpers, the CLI demo — calls :func:`train_loop`. What differs between them is what they
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -105,3 +107,37 @@ class TimeShare:
 
     def paused(self, seconds: float) -> None:
         self._since += seconds
+
+
+#: with the adaptive cadence a run gets at least this many local-Hessian reports after the one at
+#: step 0, at steps spaced geometrically from ``FIRST_REPORT`` to the last (front-loaded: the spectra
+#: change most early on), so "κ over time" is a curve even where a report costs seconds (deep BN
+#: nets); the first comes after the first loss point, so that one is not held up
+MIN_REPORTS = 8
+FIRST_REPORT = 10
+
+
+def front_loaded_steps(steps: int, n: int = MIN_REPORTS, first: int = FIRST_REPORT) -> set[int]:
+    """n steps from ``first`` to ``steps``, geometrically spaced (fewer when the run is short)."""
+    if steps <= first:
+        return {steps}
+    return {round(first * (steps / first) ** (i / (n - 1))) for i in range(n)}
+
+
+#: seconds the shown steps/s is measured over: one publish period would swing with every
+#: local-Hessian report that falls into it (130-470 steps/s for a steady 300, measured)
+RATE_WINDOW = 2.0
+
+
+class StepRate:
+    """Steps per second over the last ``RATE_WINDOW`` seconds (a new one after a pause)."""
+
+    def __init__(self, step: int):
+        self._marks: deque[tuple[float, int]] = deque([(time.monotonic(), step)])
+
+    def at(self, step: int) -> float:
+        now = time.monotonic()
+        self._marks.append((now, step))
+        while len(self._marks) > 2 and now - self._marks[1][0] >= RATE_WINDOW:
+            self._marks.popleft()
+        return (step - self._marks[0][1]) / max(now - self._marks[0][0], 1e-9)

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -26,9 +23,10 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
+from .events import Mailbox, Subscription
+from .hessian_report import local_hessian_report, probe_size
 from .history import History
-from .local_hessian import local_hessian_report, probe_size
-from .loop import Hook, TimeShare, train_loop
+from .loop import Hook, StepRate, TimeShare, front_loaded_steps, train_loop
 from .loop import every as loop_every
 from .metrics import grad_norm_name
 from .optim.base import check_lr
@@ -50,85 +48,6 @@ ENDED = (State.FINISHED, State.DIVERGED, State.FAILED)
 
 class SessionError(RuntimeError):
     """A control that the session's current state does not allow; the message names the state."""
-
-
-#: points per series one merged event may carry; past it the event says ``truncated`` and the
-#: subscriber re-reads ``session.snapshot()``.
-EVENT_POINTS_CAP = 2000
-#: seconds the shown steps/s is measured over: one publish period would swing with every
-#: local-Hessian report that falls into it (130-470 steps/s for a steady 300, measured)
-RATE_WINDOW = 2.0
-#: with the adaptive cadence a run gets at least this many local-Hessian reports after the one at
-#: step 0, at steps spaced geometrically from ``FIRST_REPORT`` to the last (front-loaded: the spectra
-#: change most early on), so "κ over time" is a curve even where a report costs seconds (deep BN
-#: nets); the first comes after the first loss point, so that one is not held up
-MIN_REPORTS = 8
-FIRST_REPORT = 10
-
-
-def front_loaded_steps(steps: int, n: int = MIN_REPORTS, first: int = FIRST_REPORT) -> set[int]:
-    """n steps from ``first`` to ``steps``, geometrically spaced (fewer when the run is short)."""
-    if steps <= first:
-        return {steps}
-    return {round(first * (steps / first) ** (i / (n - 1))) for i in range(n)}
-
-
-class Mailbox:
-    """A one-slot box: ``put`` merges into the waiting event instead of queueing behind it."""
-
-    def __init__(self) -> None:
-        self._event: dict | None = None
-        self._cond = threading.Condition()
-        self.closed = False
-
-    def put(self, event: dict) -> None:
-        with self._cond:
-            self._event = event if self._event is None else merge_events(self._event, event)
-            self._cond.notify_all()
-
-    def get(self, timeout: float | None = None) -> dict | None:
-        """The merged event waiting (None after ``timeout`` seconds or once closed)."""
-        with self._cond:
-            if self._event is None and not self.closed:
-                self._cond.wait(timeout)
-            event, self._event = self._event, None
-            return event
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-
-def merge_events(old: dict, new: dict) -> dict:
-    """Newer scalars win; point lists concatenate, capped at EVENT_POINTS_CAP per series."""
-    merged = {**old, **new}
-    points = {name: list(series) for name, series in old.get("points", {}).items()}
-    truncated = old.get("truncated", False) or new.get("truncated", False)
-    for name, series in new.get("points", {}).items():
-        joined = points.get(name, []) + list(series)
-        if len(joined) > EVENT_POINTS_CAP:
-            joined, truncated = joined[-EVENT_POINTS_CAP:], True
-        points[name] = joined
-    merged["points"], merged["truncated"] = points, truncated
-    if "report" not in new and "report" in old:
-        merged["report"] = old["report"]
-    return merged
-
-
-@dataclass
-class Subscription:
-    """A subscriber's handle: ``get`` for queue-style use; ``close`` to leave."""
-
-    mailbox: Mailbox
-    session: TrainingSession
-    thread: threading.Thread | None = None
-
-    def get(self, timeout: float | None = None) -> dict | None:
-        return self.mailbox.get(timeout)
-
-    def close(self) -> None:
-        self.session._unsubscribe(self)
 
 
 class TrainingSession:
@@ -300,23 +219,9 @@ class TrainingSession:
     def subscribe(self, callback: Callable[[dict], Any] | None = None) -> Subscription:
         """Without ``callback``: a Subscription to ``get`` events from. With one: it is called on
         its own thread with each (merged) event, so it can be slow without slowing training."""
-        sub = Subscription(Mailbox(), self)
+        sub = Subscription(Mailbox(), self._unsubscribe)
         if callback is not None:
-
-            def deliver() -> None:
-                while True:
-                    event = sub.mailbox.get(timeout=1.0)
-                    if event is None:
-                        if sub.mailbox.closed:
-                            return
-                        continue
-                    try:
-                        callback(event)
-                    except Exception:  # a broken subscriber must not take the session down
-                        traceback.print_exc()
-
-            sub.thread = threading.Thread(target=deliver, name="bpviz-subscriber", daemon=True)
-            sub.thread.start()
+            sub.deliver_to(callback)
         with self._lock:
             self._subscribers.append(sub)
         sub.mailbox.put(self._event(points=False))
@@ -401,8 +306,7 @@ class TrainingSession:
         self._record({"lr": trainer.algorithm.lr})  # the step size the run starts with
         self._share = TimeShare(self.hessian_share)
         self._share.ran(self._hessian(probe))
-        self._marks: deque[tuple[float, int]] = deque([(time.monotonic(), self.step)])  # RATE_WINDOW long
-
+        self._rate = StepRate(self.step)
         front = front_loaded_steps(cfg.steps)
 
         def report_due(step: int) -> bool:
@@ -412,27 +316,18 @@ class TrainingSession:
         def report(step: int, result) -> None:
             self._share.ran(self._hessian(probe))
 
+        record_due, evaluate_due = loop_every(self.loss_every, cfg.steps), loop_every(self.eval_every, cfg.steps)
         hooks = [
-            Hook(
-                loop_every(self.loss_every, cfg.steps),
-                lambda step, result: self._record_step(result),
-                on_divergence=True,
-            ),
-            Hook(loop_every(self.eval_every, cfg.steps), lambda step, result: self._evaluate()),
+            Hook(record_due, lambda step, result: self._record_step(result), on_divergence=True),
+            Hook(evaluate_due, lambda step, result: self._evaluate()),
             Hook(report_due, report),
             Hook(
                 lambda step: time.monotonic() - self._last_publish >= 1.0 / self.max_rate,
                 lambda step, result: self._publish_progress(step),
             ),
         ]
-        end = train_loop(
-            trainer,
-            cfg.steps,
-            hooks,
-            check=loop_every(self.loss_every, cfg.steps),
-            check_parameters=loop_every(self.eval_every, cfg.steps),
-            before_step=self._between_steps,
-        )
+        checks = dict(check=record_due, check_parameters=evaluate_due, before_step=self._between_steps)
+        end = train_loop(trainer, cfg.steps, hooks, **checks)
         with self._lock:
             if end.status == "diverged":
                 self.diverged_at = end.step
@@ -454,7 +349,7 @@ class TrainingSession:
                 self._running.wait(0.2)
             self._parked.clear()
             self._share.paused(time.perf_counter() - paused_at)
-            self._marks = deque([(time.monotonic(), self.step)])  # a pause is not slow training
+            self._rate = StepRate(self.step)  # a pause is not slow training
             if self._stop.is_set():
                 return False
         if self._pending_lr is not None:
@@ -468,11 +363,7 @@ class TrainingSession:
         return True
 
     def _publish_progress(self, step: int) -> None:
-        now = time.monotonic()
-        self._marks.append((now, step))
-        while len(self._marks) > 2 and now - self._marks[1][0] >= RATE_WINDOW:
-            self._marks.popleft()
-        self._steps_per_s = (step - self._marks[0][1]) / max(now - self._marks[0][0], 1e-9)
+        self._steps_per_s = self._rate.at(step)
         self._publish()
 
     def _evaluate(self) -> None:

@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from bpviz.config import RunConfig
+from bpviz.hessian_report import HIST_EDGES, local_hessian_report
 from bpviz.local_hessian import (
-    HIST_EDGES,
     ExactTooLarge,
     NotConverged,
     dense_reference_spectrum,
-    local_hessian_report,
     local_hessian_spectrum,
     local_hessian_top_eigen,
 )

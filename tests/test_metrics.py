@@ -8,7 +8,7 @@ import torch
 from bpviz import metrics
 from bpviz.compare import result_row
 from bpviz.config import RunConfig
-from bpviz.local_hessian import local_hessian_report
+from bpviz.hessian_report import local_hessian_report
 from bpviz.models import build_model
 from bpviz.optim import ALGORITHMS
 from bpviz.train import RunResult, run

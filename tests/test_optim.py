@@ -6,7 +6,7 @@ import torch
 
 from bpviz.config import ConfigError, OptimizerName, RunConfig
 from bpviz.data import make_circles
-from bpviz.local_hessian import local_hessian_report
+from bpviz.hessian_report import local_hessian_report
 from bpviz.models import build_model, network_loss
 from bpviz.optim import ALGORITHMS, make_algorithm
 from bpviz.optim.sa_sgd import SASGD

@@ -140,6 +140,7 @@ def test_events_are_rate_limited_and_carry_points_and_reports():
 def test_a_run_whose_reports_are_slow_still_gets_a_front_loaded_kappa_curve(monkeypatch):
     """With the adaptive cadence a report that costs as much as the whole run would come once; the
     front-loaded minimum gives MIN_REPORTS points, more of them early (where the spectra move)."""
+    from bpviz import loop
     from bpviz import session as session_module
 
     real = session_module.local_hessian_report
@@ -153,8 +154,8 @@ def test_a_run_whose_reports_are_slow_still_gets_a_front_loaded_kappa_curve(monk
     session.start()
     assert session.wait(60)
     steps = session.history.snapshot()["cond/input/1"]["step"]
-    expected = sorted({0} | session_module.front_loaded_steps(1000))
-    assert set(expected) <= set(steps) and len(expected) == session_module.MIN_REPORTS + 1
+    expected = sorted({0} | loop.front_loaded_steps(1000))
+    assert set(expected) <= set(steps) and len(expected) == loop.MIN_REPORTS + 1
     assert expected[:5] == [0, 10, 19, 37, 72]  # front-loaded: half of them in the first 7 % of the run
 
 
