@@ -5,7 +5,7 @@ Two jobs, two tools:
 * :func:`top_eigenpairs`: the k largest eigenvalues to a stated accuracy, with a residual norm per
   eigenvalue. ARPACK (scipy's ``eigsh``) does the work: on local Hessians it reached 1e-14 of λ_max
   where our own block Lanczos stopped at 1e-3 without warning, and it was 2-6x faster at width 256
-  (measured with /tmp/exp_arpack.py, k = 10). ARPACK's single-vector Krylov space cannot see a second
+  (k = 10, docs/results.md (c)). ARPACK's single-vector Krylov space cannot see a second
   copy of an exactly repeated eigenvalue (a linear block's ``I (x) Z^T Z``), so the result is checked
   by deflation: the largest eigenvalue orthogonal to the pairs found must not exceed the k-th, else
   it joins them and the check repeats.

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,10 +124,17 @@ class SavedRun:
         return self.config if self.step < steps else self.config.replace(steps=self.step + steps)
 
     def describe_step_sizes(self) -> str:
-        """'lr 0.3' or 'lr 0.3→10→1', as labels and listings show it."""
-        values = [lr for _, lr in self.step_sizes]
-        distinct = [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
-        return "lr " + "→".join(f"{v:.3g}" for v in distinct)
+        """'lr 0.3' or 'lr 0.3→10→1', as listings show it."""
+        return describe_step_sizes([lr for _, lr in self.step_sizes])
+
+
+def describe_step_sizes(lrs: Sequence[float], short: bool = False) -> str:
+    """The step sizes a run used, in order: 'lr 0.3', 'lr 0.3→10→1', or with ``short`` (labels on a
+    plot) only the first and last: 'lr 0.3→…→1'."""
+    changes = [lr for i, lr in enumerate(lrs) if i == 0 or lr != lrs[i - 1]]
+    if short and len(changes) > 2:
+        changes = [changes[0], "…", changes[-1]]
+    return "lr " + "→".join(v if isinstance(v, str) else f"{v:.3g}" for v in changes)
 
 
 class RunError(ValueError):

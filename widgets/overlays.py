@@ -15,7 +15,7 @@ import ipywidgets as W
 import numpy as np
 
 from bpviz.config import RunConfig
-from bpviz.runs import load_run
+from bpviz.runs import describe_step_sizes, load_run
 
 from .controls import STYLE, tag
 from .figure import downsample
@@ -36,12 +36,8 @@ class Overlay:
 
 
 def _lr_change(lrs: Sequence[float]) -> str | None:
-    """ "lr 0.3→10" for a run whose step size was changed while it ran ("lr 0.3→…→10" if more than
-    once), else None."""
-    if len(set(lrs)) < 2:
-        return None
-    changes = [lr for i, lr in enumerate(lrs) if i == 0 or lr != lrs[i - 1]]
-    return f"lr {changes[0]:.3g}→{'…→' if len(changes) > 2 else ''}{changes[-1]:.3g}"
+    """ "lr 0.3→10" for a run whose step size was changed while it ran, else None."""
+    return describe_step_sizes(lrs, short=True) if len(set(lrs)) > 1 else None
 
 
 def describe_difference(old: RunConfig, new: RunConfig, lrs: Sequence[float] = ()) -> str:
