@@ -112,9 +112,10 @@ class TimeShare:
 #: with the adaptive cadence a run gets at least this many local-Hessian reports after the one at
 #: step 0, at steps spaced geometrically from ``FIRST_REPORT`` to the last (front-loaded: the spectra
 #: change most early on), so "κ over time" is a curve even where a report costs seconds (deep BN
-#: nets); the first comes after the first loss point, so that one is not held up
+#: nets); the first comes after the starting network's report, which waits for the first loss point
+#: (step 10), so that neither holds that point up nor do two reports come at one step
 MIN_REPORTS = 8
-FIRST_REPORT = 10
+FIRST_REPORT = 20
 
 
 def front_loaded_steps(steps: int, n: int = MIN_REPORTS, first: int = FIRST_REPORT) -> set[int]:

@@ -12,6 +12,7 @@ exception, message kept). ``reset`` brings any state back to idle with a fresh m
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -272,8 +273,8 @@ class TrainingSession:
             self.message = message
         self._publish()
 
-    def _record(self, values: dict[str, float]) -> None:
-        step = self.step
+    def _record(self, values: dict[str, float], step: int | None = None) -> None:
+        step = self.step if step is None else step
         with self._lock:
             self.history.record(step, values)
             for name, value in values.items():
@@ -305,20 +306,30 @@ class TrainingSession:
         self._last_publish = time.monotonic()
         self._record({"lr": trainer.algorithm.lr})  # the step size the run starts with
         self._share = TimeShare(self.hessian_share)
-        self._share.ran(self._hessian(probe))
+        # the report of the starting network (seconds for deep BN nets) is made after the first loss
+        # point is recorded, on a copy taken now, so that a page sees the run move at once
+        start, start_step = copy.deepcopy(trainer.model), self.step
         self._rate = StepRate(self.step)
         front = front_loaded_steps(cfg.steps)
 
         def report_due(step: int) -> bool:
+            if start is not None:  # the starting network's report comes first
+                return False
             every = self._hessian_every
             return (step in front or self._share(step)) if every == "auto" else step % every == 0
 
         def report(step: int, result) -> None:
             self._share.ran(self._hessian(probe))
 
+        def report_start(step: int, result) -> None:
+            nonlocal start
+            self._share.ran(self._hessian(probe, start, start_step))
+            start = None
+
         record_due, evaluate_due = loop_every(self.loss_every, cfg.steps), loop_every(self.eval_every, cfg.steps)
         hooks = [
             Hook(record_due, lambda step, result: self._record_step(result), on_divergence=True),
+            Hook(lambda step: start is not None and record_due(step), report_start),
             Hook(evaluate_due, lambda step, result: self._evaluate()),
             Hook(report_due, report),
             Hook(
@@ -386,13 +397,15 @@ class TrainingSession:
         ).tolist()
         self._record(dict(zip(names, numbers)))
 
-    def _hessian(self, probe: torch.Tensor) -> float:
+    def _hessian(self, probe: torch.Tensor, model: torch.nn.Module | None = None, step: int | None = None) -> float:
+        """The local-Hessian report of ``model`` (the one training, by default) as of ``step``."""
         start = time.perf_counter()
-        report = local_hessian_report(self.trainer.model, probe, max_samples=None)
+        step = self.step if step is None else step
+        report = local_hessian_report(model or self.trainer.model, probe, max_samples=None)
         summary = report.to_dict()
-        summary["step"] = self.step
+        summary["step"] = step
         self.report = summary
         self._reports += 1
         self.reports_total += 1
-        self._record(report.named_values())  # bounds get their own names: a cond/ number is always exact
+        self._record(report.named_values(), step)  # bounds get their own names: a cond/ number is always exact
         return time.perf_counter() - start

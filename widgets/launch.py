@@ -12,6 +12,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from bpviz.config import RunConfig
+from bpviz.data import load_dataset
+from bpviz.presets import PRESETS
 from bpviz.session import TrainingSession
 
 from .app import Dashboard
@@ -25,6 +27,8 @@ def warm_up() -> None:
     session = TrainingSession(RunConfig(steps=30), loss_every=10, eval_every=10, hessian_share=0.5)
     session.start()
     session.wait(timeout=60)
+    for dataset in {cfg.dataset for cfg in PRESETS.values()}:  # digits: its first load imports scikit-learn (1 s)
+        load_dataset(RunConfig(dataset=dataset))
     zero = np.zeros(1, np.float32)
     make_subplots(rows=3, cols=2).add_trace(go.Scatter(x=zero, y=zero), row=1, col=1)
 
