@@ -3,6 +3,7 @@
 import html
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("ipywidgets")
@@ -10,7 +11,7 @@ pytest.importorskip("plotly")
 
 from bpviz.widgets.app import Dashboard  # noqa: E402
 from bpviz.widgets.figure import shown_blocks  # noqa: E402
-from bpviz.widgets.overlays import describe_difference  # noqa: E402
+from bpviz.widgets.overlays import describe_run  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
 from bpviz.config import RunConfig  # noqa: E402
@@ -110,10 +111,12 @@ def test_architecture_change_resets_and_keeps_the_old_run_as_an_overlay(app):
     a.controls["batch_norm"].value = True
     assert wait_for(lambda: a.session is not first and a.session.state.value == "idle")
     assert a.session.cfg.batch_norm and first.state.value == "finished" and first.wait(5)
-    assert a.overlay_list.options == ("BN off",)
-    assert wait_for(lambda: len(trace(a, "BN off · batch loss").y) > 0)
+    # labelled by what it was, not by what differs: the run number and its settings that differ
+    assert [o.label for o in a.overlays.items] == ["run 1: no BN, lr 0.05"]
+    assert wait_for(lambda: len(trace(a, "run 1: no BN, lr 0.05 · batch loss").y) > 0)
+    assert "run 2 (now): BN, lr 0.05" in a.figure.key.value and "run 1: no BN, lr 0.05" in a.figure.key.value
     a.clear_overlays_btn.click()
-    assert wait_for(lambda: a.overlay_list.options == () and not any(t.name.startswith("BN off") for t in a.fig.data))
+    assert wait_for(lambda: a.overlay_list.options == () and not any(t.name.startswith("run 1") for t in a.fig.data))
 
 
 def test_presets_menu_loads_a_preset(app):
@@ -132,7 +135,7 @@ def test_divergence_shows_a_message_and_the_app_keeps_working(app):
     step = a.session.diverged_at
 
     def marks():
-        return [a for a in a.fig.layout.annotations if a.name == "diverged"], list(a.fig.layout.shapes)
+        return [a for a in a.fig.layout.annotations if a.name == "mark"], list(a.fig.layout.shapes)
 
     assert wait_for(lambda: len(marks()[0]) == 1)
     (label,), (line,) = marks()
@@ -163,32 +166,46 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
     a.start_btn.click()
     assert wait_for(lambda: len(trace(a, "batch loss").y) > 0)
     assert a.fig is fig
-    assert all(len(t.y) <= 200 for t in a.fig.data)
+    assert all(len(t.y) <= 200 for t in a.fig.data if t.type == "scatter")
+
+    # xor is 2-D: its decision boundary, a bounded grid of the predicted class
+    def grid():
+        z = getattr(trace(a, "decision boundary"), "z", None)
+        return None if z is None else np.shape(z)
+
+    assert wait_for(lambda: grid() == (48, 48))
+    assert all(len(row) == 48 for row in trace(a, "decision boundary").z)
 
 
-def test_labels_say_what_differs():
-    old, new = RunConfig(batch_norm=True, lr=0.3), RunConfig(lr=0.05)
-    assert describe_difference(old, new) == "BN on, lr 0.3"
-    # the step sizes a run used (its "lr" series, where the session records one)
-    assert describe_difference(old, new, lrs=[0.3]) == "BN on, lr 0.3"
-    assert describe_difference(RunConfig(lr=0.3), RunConfig(lr=10.0), lrs=[0.3, 0.3, 10.0]) == "lr 0.3→10"
-    assert describe_difference(RunConfig(lr=0.3), RunConfig(lr=0.3), lrs=[0.3, 1.0, 0.3]) == "lr 0.3→…→0.3"
+def test_labels_say_what_a_run_was_in_every_setting_the_runs_differ_in():
+    gaussian, orthogonal = RunConfig(init="gaussian", lr=0.1), RunConfig(init="orthogonal", batch_norm=True, lr=0.1)
+    assert describe_run(gaussian, [], [gaussian, orthogonal]) == "gaussian init (std 0.1), no BN, lr 0.1"
+    assert describe_run(orthogonal, [], [gaussian, orthogonal]) == "orthogonal init, BN, lr 0.1"
+    # the step sizes it really used (its "lr" series), whatever its config started with
+    assert describe_run(gaussian, [0.1, 0.1, 10.0], [gaussian]) == "lr 0.1→10"
+    assert describe_run(gaussian, [0.3, 1.0, 0.3], [gaussian]) == "lr 0.3→…→0.3"
 
 
-def test_overlay_labels_use_the_runs_step_sizes_when_recorded():
+def test_overlay_labels_are_absolute_and_follow_the_set_of_runs():
     from types import SimpleNamespace
 
     from bpviz.widgets.overlays import Overlays
 
-    def run(history):
-        return SimpleNamespace(step=20, cfg=RunConfig(lr=0.3), history=SimpleNamespace(snapshot=lambda: history))
+    def run(cfg, history):
+        return SimpleNamespace(step=20, cfg=cfg, report=None, history=SimpleNamespace(snapshot=lambda: history))
 
     loss = {"batch_loss": {"step": [10, 20], "value": [1.0, 0.5]}}
     overlays = Overlays()
-    overlays.keep(run(loss), RunConfig(lr=10.0))  # no "lr" series: the label compares the configs
-    overlays.keep(run({**loss, "lr": {"step": [0, 15], "value": [0.3, 10.0]}}), RunConfig(lr=10.0))
-    assert overlays.list.options == ("lr 0.3", "lr 0.3→10")
+    overlays.new_run(RunConfig(lr=0.3))
+    overlays.keep(run(RunConfig(lr=0.3), loss))  # no "lr" series: the config's step size
+    overlays.new_run(RunConfig(lr=0.3, skip=True))
+    overlays.keep(run(RunConfig(lr=0.3, skip=True), {**loss, "lr": {"step": [0, 15], "value": [0.3, 10.0]}}))
+    overlays.new_run(RunConfig(lr=0.3, batch_norm=True))
+    assert [o.label for o in overlays.items] == ["run 1: no BN, no skip, lr 0.3", "run 2: no BN, skip, lr 0.3→10"]
+    assert overlays.current_label() == "run 3 (now): BN, no skip, lr 0.3"
     assert list(overlays.items[1].series["batch loss"][1]) == [1.0, 0.5]
+    overlays.remove({overlays.items[1].label})  # the labels are made afresh: skip no longer differs
+    assert [o.label for o in overlays.items] == ["run 1: no BN, lr 0.3"]
 
 
 def test_controls_are_generated_from_the_configs_fields(monkeypatch):
@@ -261,16 +278,20 @@ def test_optimizer_options_follow_the_optimizer_and_reach_the_run(app):
     assert a.session.cfg.optimizer_options == {"momentum": 0.9}
 
 
-def test_the_sa_sgd_panel_says_when_it_fills(app):
-    def hint_visible(a):
-        return next(x for x in a.fig.layout.annotations if x.name == "sa-sgd-hint").visible
+def test_a_run_shows_the_panels_meant_for_it_and_a_view_shows_one_alone(app):
+    def shown(a):
+        return {p.title for p in a.figure._panels}
 
     a = app("dataset=xor&depth=2&width=8")
-    assert hint_visible(a) is True
+    assert "SA-SGD scale per block" not in shown(a) and "decision boundary" in shown(a)  # xor is 2-D
     a.controls["optimizer"].value = "sa_sgd"
-    assert wait_for(lambda: a.session.cfg.optimizer == "sa_sgd" and hint_visible(a) is False)
+    assert wait_for(lambda: a.session.cfg.optimizer == "sa_sgd" and "SA-SGD scale per block" in shown(a))
     a.start_btn.click()
     assert wait_for(lambda: len(trace(a, "scale · block 1").y) > 0)  # the scales it announced
+    a.view.value = "loss"
+    assert wait_for(lambda: shown(a) == {"loss"} and "view=loss" in a.share.value)
+    assert a.fig.layout.xaxis.domain == (0, 1) and a.fig.layout.xaxis2.visible is False
+    assert wait_for(lambda: len(trace(a, "batch loss").y) > 0)
 
 
 def test_preset_with_options_shows_them(app):
@@ -484,7 +505,7 @@ def test_the_page_explains_every_panel_and_the_chosen_preset(app):
 
     from bpviz.presets import DESCRIPTIONS
 
-    a = app()
+    a = app("dataset=xor&optimizer=sa_sgd")  # a run that shows every panel
     assert all(p.explain and p.title in a.figure.explain.value for p in PANELS)
     a.preset.value = "deep-tanh-bn"
     assert wait_for(lambda: a.session.cfg.batch_norm and a.session.cfg.depth == 16)
@@ -508,3 +529,30 @@ def test_an_empty_accuracy_panel_reads_0_to_1_and_autoranges_once_it_has_points(
     assert axis.autorange is False and tuple(axis.range) == (0.0, 1.02)
     a.start_btn.click()
     assert wait_for(lambda: len(trace(a, "test accuracy").y) > 0 and a.fig.layout.yaxis2.autorange is True)
+
+
+def test_panel_grids_stay_inside_the_figure_and_never_overlap():
+    from bpviz.widgets.figure import _grid
+    from bpviz.widgets.panels import PANELS
+
+    for n in range(1, len(PANELS) + 1):
+        updates, titles = _grid(list(PANELS[:n]))
+        boxes = [
+            (u["domain"], updates[k.replace("x", "y", 1)]["domain"])
+            for k, u in updates.items()
+            if "domain" in u and k.startswith("x")
+        ]
+        assert len(boxes) == n and len([t for t in titles if t.get("name") == "title"]) == n
+        for (x0, x1), (y0, y1) in boxes:
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        for i, (a, b) in enumerate(boxes):  # no two panels share any area
+            for c, d in boxes[i + 1 :]:
+                assert a[1] <= c[0] or c[1] <= a[0] or b[1] <= d[0] or d[1] <= b[0]
+
+
+def test_the_step_axes_end_with_a_short_run_and_grow_with_a_long_one():
+    from bpviz.widgets.figure import x_extent
+
+    assert x_extent(0, 400) == x_extent(399, 400) == 400  # a short run: the whole run from the start
+    assert x_extent(0, 200_000) == 100 and x_extent(90, 200_000) == 200 and x_extent(900, 200_000) == 2000
+    assert x_extent(190_000, 200_000) == 200_000  # never past the run's end

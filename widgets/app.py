@@ -25,12 +25,23 @@ from bpviz.runs import list_runs, load_run
 from bpviz.session import ENDED, State, TrainingSession
 
 from .controls import SERVER_ONLY, STYLE, ConfigControls, from_link, page_fields, server_defaults, tag
-from .figure import Figure
+from .figure import ALL, VIEWS, Figure
 from .flow import PageFlow
+from .layout import secondary, share_link, style
+from .lesson import LessonGuide
 from .overlays import Overlays
 from .publisher import Publisher
-from .teacher import flags_query, split_flags
+from .teacher import split_flags
 
+TITLE = (
+    '<div style="line-height:1.35"><b style="font-size:15px">bpviz</b>: why back-propagation trains some '
+    "networks well and others badly. Pick a preset or change the network, press <b>Start</b>, and watch the "
+    "loss next to the condition numbers of every block's local Hessian (a change of network starts a new run).</div>"
+)
+#: settings the projector layout leaves out (with the optimizer's options and "more settings"), so
+#: that what a demonstration changes fits a 1280×720 screen
+PROJECTOR_HIDES = ("init_std", "batch_size", "steps", "seed", "hessian_every")
+PRESENT_TIP = "Projector layout: fewer controls, larger type; the share link keeps it"
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 #: the fields a running session takes as they change, and the method that takes each; a change of
 #: any other field starts a new run
@@ -40,8 +51,9 @@ LIVE = {"lr": "set_lr", "hessian_every": "set_hessian_every"}
 class Dashboard:
     """The whole app; ``widget`` is what to display, ``cfg`` the settings it shows and runs."""
 
-    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 5.0):
+    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 5.0, page_url: str = ""):
         self.runs_dir = Path(runs_dir)
+        self.page_url = page_url  # the page's address without its query, as the server saw it
         self.max_rate = max_rate
         self.publisher = Publisher(
             {
@@ -55,7 +67,9 @@ class Dashboard:
                 "apply-json": self._apply_json,
                 "remove-runs": self._remove_runs,
                 "clear-runs": self._clear_runs,
-                "overlay-visibility": lambda _: self.figure.show_overlays(self.overlays.shown),
+                "overlay-visibility": lambda _: self.figure.show_overlays(self.overlays),
+                "view": self._view,
+                "present": self._present,
                 "load-run": self._load_run,
                 "resume-run": self._resume_run,
             },
@@ -66,7 +80,7 @@ class Dashboard:
         put = self.publisher.put
         self._last_heartbeat: float | None = None
         self._drawn_state = ""
-        query, self.hidden, flag_notes = split_flags(query, {f.name for f in page_fields()})
+        query, self.flags, flag_notes = split_flags(query, {f.name for f in page_fields()}, VIEWS)
         cfg, ignored = from_link(query)
         ignored += flag_notes
         try:
@@ -78,7 +92,7 @@ class Dashboard:
         self.session, self.cfg = session, cfg
         self.form = ConfigControls(
             cfg,
-            on_edit=lambda name, value: put("edit", {name: value}),
+            on_edit=lambda name, value: (put if name in LIVE else self._loading)("edit", {name: value}),
             on_option=lambda name, value: put("option", (name, value)),
         )
         self.controls = self.form.widgets
@@ -86,6 +100,12 @@ class Dashboard:
         self.overlay_list = self.overlays.list
         self.figure = Figure()
         self.fig, self.hessian_note = self.figure.widget, self.figure.note
+        self.view = tag(W.Dropdown(options=VIEWS, value=ALL, description="show", style=STYLE), "view")
+        self.view.observe(lambda change: self.publisher.put("view", change["new"]), names="value")
+        self.present = tag(
+            W.ToggleButton(value=False, description="Projector", icon="television", tooltip=PRESENT_TIP), "present"
+        )
+        self.present.observe(lambda change: self.publisher.put("present", change["new"]), names="value")
         self.flow = PageFlow()
         self._build_page()
         self._adopt(session)
@@ -111,7 +131,7 @@ class Dashboard:
             "preset",
         )
         self.preset_note = tag(W.HTML(), "preset-note")  # what the chosen preset shows
-        self.preset.observe(lambda change: self.publisher.put("preset", change["new"]), names="value")
+        self.preset.observe(lambda change: self._loading("preset", change["new"]), names="value")
         self.start_btn = self._button("Start", "start", "success", "play")
         self.pause_btn = self._button("Pause", "pause", "", "pause")
         self.stop_btn = self._button("Stop", "stop", "danger", "stop")
@@ -120,57 +140,88 @@ class Dashboard:
             W.Play(interval=2000, max=10**9, show_repeat=False, layout=W.Layout(display="none")), "heartbeat"
         )
         self.heartbeat.observe(lambda change: setattr(self, "_last_heartbeat", time.monotonic()), names="value")
-        self.share = tag(W.Text(description="link", style=STYLE, disabled=False), "share")
+        self.share = tag(W.Text(description="query", style=STYLE, disabled=False), "share")
+        self.share_url = tag(W.HTML(), "share-link")
         self.json = tag(W.Textarea(layout=W.Layout(height="90px", width="100%")), "json")
         self.load_json_btn = self._button("Apply", "apply-json")
         self.overlay_list.observe(lambda change: self.publisher.put("overlay-visibility"), names="value")
         self.remove_overlay_btn = self._button("Remove", "remove-runs")
         self.clear_overlays_btn = self._button("Clear all", "clear-runs")
         self.saved_runs = tag(
-            W.Dropdown(options=[], description="saved run", style=STYLE, layout=W.Layout(width="240px")), "saved-runs"
+            W.Dropdown(options=[], description="saved run", style=STYLE, layout=W.Layout(width="230px")), "saved-runs"
         )
         self.load_run_btn = self._button("Show", "load-run")
         self.resume_run_btn = self._button("Resume", "resume-run")
         self.status = tag(W.HTML(), "status")
         self.message = tag(W.HTML(), "message")
+        self.lesson = LessonGuide(on_pick=lambda name: setattr(self.preset, "value", name))
         sections = {
-            "compare": W.VBox(
+            "lesson": secondary(self.lesson.widget),
+            "compare": secondary(
+                W.VBox(
+                    [
+                        W.HTML("<b>Compare</b> (selected earlier runs are shown)"),
+                        self.overlay_list,
+                        W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
+                        W.HBox([self.saved_runs, self.load_run_btn]),
+                        self.resume_run_btn,
+                    ]
+                )
+            ),
+            "share": secondary(
+                W.VBox([W.HTML("<b>Share</b>"), self.share_url, self.share, self.json, self.load_json_btn])
+            ),
+        }
+        buttons = W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn])
+        self.panel = tag(
+            W.VBox(
                 [
-                    W.HTML("<b>Compare</b> (selected earlier runs are shown)"),
-                    self.overlay_list,
-                    W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
-                    W.HBox([self.saved_runs, self.load_run_btn]),
-                    self.resume_run_btn,
+                    secondary(W.HTML(TITLE)),
+                    self.preset,
+                    self.preset_note,
+                    buttons,
+                    *self.form.panel(),
+                    self.heartbeat,
+                    *sections.values(),
                 ]
             ),
-            "share": W.VBox([W.HTML("<b>Share</b>"), self.share, self.json, self.load_json_btn]),
-        }
-        self.panel = W.VBox(
-            [
-                W.HTML("<b>Network and training</b> (a change of network starts a new run)"),
-                self.preset,
-                self.preset_note,
-                *self.form.panel(),
-                W.HBox([self.start_btn, self.pause_btn, self.stop_btn, self.reset_btn]),
-                self.heartbeat,
-                *sections.values(),
-            ],
-            layout=W.Layout(width="340px"),
+            "side",
         )
+        for widget in [self.form.options_box, *(self.controls[name] for name in PROJECTOR_HIDES)]:
+            secondary(widget)
         # the teacher's link hid these (widgets/teacher.py): not removed, so the state still renders them
         hideable = {**self.controls, **sections, "preset": self.preset, "options": self.form.options_box}
-        for name in self.hidden:
+        for name in self.flags.hidden:
             hideable[name].layout.display = "none"
-        self.widget = W.HBox(
-            [
-                self.panel,
-                W.VBox(
-                    [self.status, self.message, self.hessian_note, self.figure.box, self.figure.explain],
-                    layout=W.Layout(flex="1"),
-                ),
-            ]
-        )
+        toolbar = W.HBox([self.view, self.present, self.status], layout=W.Layout(align_items="center"))
+        self.single = tag(W.Box([self.figure.box, self.figure.explain]), "single")
+        main = tag(W.VBox([toolbar, self.message, self.hessian_note, self.figure.key, self.single]), "main")
+        self.widget = W.HBox([style(), self.panel, main])
         self.widget.add_class("bpviz-app")
+        self.view.value = self.flags.view or ALL
+        self.present.value = self.flags.present
+
+    def _loading(self, command: str, arg: Any) -> None:
+        """Say at once that new settings are loading (the command may take a second), and hold
+        Start until they are ready; the UI thread then makes the run."""
+        self.start_btn.disabled = True
+        self.status.value = "<b>loading…</b> (the new settings take a moment)"
+        self.publisher.put(command, arg)
+
+    def _present(self, on: bool) -> None:
+        """The projector layout: only what a demonstration needs, in larger type (the share link
+        keeps it, so a teacher can prepare the link)."""
+        (self.widget.add_class if on else self.widget.remove_class)("bpviz-projector")
+        self.figure.set_height(on)
+        self.flags.present = on
+        self._show(self.cfg)
+
+    def _view(self, view: str) -> None:
+        """All panels, or one alone and large (with its explanation beside it)."""
+        self.flags.view = "" if view == ALL else view
+        self.figure.set_view(view, self.overlays)
+        (self.single.remove_class if view == ALL else self.single.add_class)("bpviz-one")
+        self._show(self.cfg)
 
     # --- the state and its runs (on the publisher thread, but for __init__) ---------------------
     def _session(self, cfg: RunConfig, checkpoint: Path | None = None) -> TrainingSession:
@@ -179,13 +230,15 @@ class Dashboard:
     def _show(self, cfg: RunConfig) -> None:
         """The state renders the page: the controls and the share link show ``cfg``."""
         self.form.show(cfg)
-        self.share.value = "?" + cfg.to_query() + flags_query(self.hidden)
+        self.share.value = "?" + cfg.to_query() + self.flags.query()
+        self.share_url.value = share_link(self.share.value, self.page_url)
         self.json.value = cfg.to_json(indent=1)
 
     def _adopt(self, session: TrainingSession) -> None:
         self.session, self.cfg = session, session.cfg
         self._show(session.cfg)
-        self.figure.new_run(session, self.overlays.items, self.overlays.shown)
+        self.overlays.new_run(session.cfg)
+        self.figure.new_run(session, self.overlays)
         self._list_saved_runs()
 
     def _list_saved_runs(self) -> None:
@@ -208,7 +261,7 @@ class Dashboard:
             self._say(f"settings not applied: {exc}", "error")
             return False
         old = self.session
-        self.overlays.keep(old, cfg)
+        self.overlays.keep(old)
         if old.state in (State.RUNNING, State.PAUSED):
             old.stop()
         self._adopt(session)
@@ -282,6 +335,7 @@ class Dashboard:
         )
         if name:
             self._switch(PRESETS[name].replace(**server_defaults()))
+        self.lesson.current(name)
 
     def _apply_json(self, _: None) -> None:
         try:
@@ -302,12 +356,12 @@ class Dashboard:
 
     def _drop_overlays(self, labels: set[str]) -> None:
         self.overlays.remove(labels)
-        self.figure.rebuild(self.overlays.items, self.overlays.shown)
+        self.figure.rebuild(self.overlays)
 
     def _load_run(self, _: None) -> None:
         if self.saved_runs.value:
             self.overlays.add_saved(self.runs_dir, self.saved_runs.value)
-            self.figure.rebuild(self.overlays.items, self.overlays.shown)
+            self.figure.rebuild(self.overlays)
 
     # --- what the publisher does between commands ---------------------------------------------
     def _resume_run(self, _: None) -> None:
@@ -322,6 +376,7 @@ class Dashboard:
             self._say(f"resumed {run.run_id} at step {run.step} ({run.describe_step_sizes()}); press Start", "info")
 
     def _tick(self) -> None:
+        self.start_btn.disabled = False  # the commands before this tick have run: new settings are ready
         self._check_heartbeat()
         self._draw()
 
@@ -349,8 +404,9 @@ class Dashboard:
             if state == "diverged" and snap["diverged_at"] is not None:
                 self.figure.mark_divergence(snap["diverged_at"])
         self.pause_btn.description = "Resume" if state == "paused" else "Pause"
+        ready = " · ready: press Start" if state == "idle" else ""
         self.status.value = (
-            f"<b>{state}</b> · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
+            f"<b>{state}</b>{ready} · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
             f"{snap['device']} · lr {snap['lr']:.2e}"
         )
         if state in ("diverged", "failed") and not any(w in self.message.value for w in ("diverged", "failed")):
@@ -358,7 +414,7 @@ class Dashboard:
             what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
             self._say(f"{what}. The history up to then is kept; change the step size and press Reset.", "error")
         # while the page has not taken the last updates, another would only queue up behind them
-        if self.flow.ready() and self.figure.draw(snap["history"], self.session.report):
+        if self.flow.ready() and self.figure.draw(snap, self.session.report):
             self.flow.sent()
 
     def close(self) -> None:

@@ -212,6 +212,7 @@ class ConfigControls:
             titles=("more settings",),
             selected_index=None,
         )
+        more.add_class("bpviz-secondary")  # not in the projector layout
         return out + [more]
 
     def show(self, cfg: RunConfig) -> None:

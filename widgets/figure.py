@@ -1,35 +1,47 @@
 """The app's one plotly figure, built from the panels of ``panels.py``: its traces and what they draw.
 
-Each panel says where it sits, its axes, and its series: the current run's, one trace per shown
-block (``key`` holds ``{block}``), and those of earlier runs drawn behind them. Traces are named
-``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> · batch loss"``; the browser tests
-read the page's traces by these names. A κ the local-Hessian report could only bound is drawn as
-open triangles with "κ ≥" in its hover, and the note above the figure says which blocks.
+Every panel has its own pair of axes (panel i: ``x{i+1}``/``y{i+1}``) for the life of the figure;
+a run shows the panels meant for it (or the one the view picks, large), laid out two to a row, the
+others hidden. Traces are named ``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> ·
+batch loss"``; the browser tests read the page's traces by these names. A κ the local-Hessian report
+could only bound is drawn as open triangles with "κ ≥" in its hover, and the note above the figure
+says which blocks. Marks on the loss panel: where the step size changed, where the run diverged.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from copy import deepcopy
 from typing import TYPE_CHECKING
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
+from .boundary_trace import boundary_traces, update_boundary
 from .panels import PALETTE, PANELS, Panel
+from .plotly_once import FigureWidget
 
 if TYPE_CHECKING:
+    from bpviz.config import RunConfig
     from bpviz.session import TrainingSession
 
-    from .overlays import Overlay
+    from .overlays import Overlays
 
 MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
+ALL = "all panels"
+#: what the view menu offers: every panel of the run, or one of them alone and large
+VIEWS = (ALL, *(p.short for p in PANELS))
+#: earlier runs are grey, each with its own dash (the key above the figure shows which is which)
+OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "6px,2px,1px,2px")
+#: the figure's height in px in the normal and the projector layout (which fits a 1280×720 screen)
+HEIGHTS = {False: 780, True: 540}
+FIXED_UP_TO = 2000  # a run this long has the whole run as its x range; a longer one's range grows
 
 
 def downsample(steps: Sequence, values: Sequence, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -46,10 +58,35 @@ def shown_blocks(depth: int) -> list[int]:
     return sorted(set(np.linspace(0, depth - 1, min(depth, MAX_BLOCK_TRACES)).round().astype(int).tolist()))
 
 
-ROWS, COLS = max(p.cell[0] for p in PANELS), max(p.cell[1] for p in PANELS)
+def panels_for(cfg: RunConfig, view: str = ALL) -> list[Panel]:
+    """The panels a run shows: all that are meant for it, or the one ``view`` names."""
+    meant = [p for p in PANELS if p.when(cfg)]
+    return [p for p in meant if p.short == view] or meant
 
 
-class LockedFigureWidget(go.FigureWidget):
+def x_extent(step: int, total: int) -> float:
+    """The end of the step axes: the whole run if it is short, else the next 1-2-5 number above
+    1.25 × the step reached, so that the current run fills its axes and a longer earlier run is
+    cut at the edge rather than squeezing it."""
+    if total <= FIXED_UP_TO:
+        return total
+    target, exponent = max(1.25 * step, 100.0), 2
+    while True:
+        for mantissa in (1, 2, 5):
+            if mantissa * 10**exponent >= target:
+                return min(mantissa * 10**exponent, total)
+        exponent += 1
+
+
+def _axis(i: int, letter: str) -> str:
+    return f"{letter}axis" if i == 0 else f"{letter}axis{i + 1}"
+
+
+def _ref(i: int, letter: str) -> str:
+    return letter if i == 0 else f"{letter}{i + 1}"
+
+
+class LockedFigureWidget(FigureWidget):
     """A FigureWidget that the app thread changes only while no page message is being applied.
 
     Applying a page message holds trait notifications, and traitlets merges the changes made
@@ -69,27 +106,59 @@ class LockedFigureWidget(go.FigureWidget):
         return self._state_lock
 
 
-def _layout() -> go.Figure:
-    titles = [
-        next((p.title for p in PANELS if p.cell == (r, c)), "") for r in range(1, ROWS + 1) for c in range(1, COLS + 1)
-    ]
-    fig = make_subplots(rows=ROWS, cols=COLS, subplot_titles=titles, vertical_spacing=0.09, horizontal_spacing=0.13)
-    fig.update_layout(
-        height=820,
-        margin=dict(l=50, r=10, t=40, b=40),
+def _base_layout() -> go.Layout:
+    """Axes for every panel (hidden until a run shows the panel) and readable log ticks."""
+    layout = go.Layout(
+        height=HEIGHTS[False],  # plotly's widget cannot take its element's height: the layout sets it
+        autosize=True,  # and the width follows the window
+        margin=dict(l=60, r=10, t=30, b=45),
         uirevision="keep",
         legend=dict(font=dict(size=10)),
         hovermode="closest",
+        font=dict(size=12),
     )
-    for p in PANELS:
-        r, c = p.cell
-        fig.update_xaxes(title_text=p.x_title, row=r, col=c)
-        fig.update_yaxes(title_text=p.y_title, type=p.y_type, row=r, col=c, **p.y_axis)
-        axis = (r - 1) * COLS + c
-        ref = "" if axis == 1 else str(axis)
+    for i, p in enumerate(PANELS):
+        log = dict(minorloglabels="none", exponentformat="power") if p.y_type == "log" else {}
+        layout[_axis(i, "x")] = dict(
+            anchor=_ref(i, "y"),
+            visible=False,
+            title=dict(text=p.x_title, standoff=4),
+            showticklabels=p.kind != "boundary",  # the boundary's coordinates do not reach the page
+        )
+        layout[_axis(i, "y")] = dict(
+            anchor=_ref(i, "x"), visible=False, type=p.y_type, title=dict(text=p.y_title, standoff=4), **log, **p.y_axis
+        )
+    return layout
+
+
+def _grid(panels: Sequence[Panel]) -> tuple[dict, list[dict]]:
+    """Axis domains for ``panels``, two to a row (one alone fills the figure), and their titles.
+    A step axis is titled only at the bottom of its column; spectrum and boundary axes always."""
+    cols = 1 if len(panels) == 1 else 2
+    rows = math.ceil(len(panels) / cols)
+    gap_x, gap_y = 0.1, 0.4 / rows
+    w, h = (1 - gap_x * (cols - 1)) / cols, (1 - gap_y * (rows - 1)) / rows
+    updates, titles = {}, []
+    for i, p in enumerate(PANELS):
+        if p not in panels:
+            updates[_axis(i, "x")] = updates[_axis(i, "y")] = dict(visible=False)
+            continue
+        r, c = divmod(panels.index(p), cols)
+        x0, y1 = c * (w + gap_x), 1 - r * (h + gap_y)
+        bottom = panels.index(p) + cols >= len(panels)
+        x_title = p.x_title if bottom or p.kind != "steps" else ""
+        # rounded: a sum of fractions can land a hair outside [0, 1], which plotly refuses
+        updates[_axis(i, "x")] = dict(visible=True, domain=[round(x0, 6), round(x0 + w, 6)], title_text=x_title)
+        updates[_axis(i, "y")] = dict(visible=True, domain=[round(y1 - h, 6), round(y1, 6)])
+        titles.append(
+            dict(text=f"<b>{html.escape(p.title)}</b>", x=x0 + w / 2, y=y1, xref="paper", yref="paper", name="title")
+            | dict(xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13))
+        )
         for note in p.notes:
-            fig.add_annotation(**{"xref": f"x{ref} domain", "yref": f"y{ref} domain", "showarrow": False, **note})
-    return fig
+            titles.append(
+                {"xref": f"{_ref(i, 'x')} domain", "yref": f"{_ref(i, 'y')} domain", "showarrow": False, **note}
+            )
+    return updates, titles
 
 
 def _hover(name: str, extra: str) -> str:
@@ -98,140 +167,207 @@ def _hover(name: str, extra: str) -> str:
 
 class Figure:
     """The one figure of the app, reused for every run (each FigureWidget ships megabytes to the
-    browser and is never freed), with the note on the local Hessians above it."""
+    browser and is never freed), with the note on the local Hessians above it and the key to the
+    earlier runs."""
 
     def __init__(self) -> None:
-        self.widget = LockedFigureWidget(_layout())
+        self.widget = LockedFigureWidget(layout=_base_layout())
         self.widget.add_class("bpviz-figure")
         self.box = W.Box([self.widget], layout=W.Layout(width="100%"))
         self.box.add_class("bpviz-plot")
         self.note = W.HTML()
         self.note.add_class("bpviz-hessian-note")
-        # what each panel shows, beside the figure: a student reads it next to the curves
-        items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.explain)}</li>" for p in PANELS)
-        self.explain = W.HTML(f'<ul style="font-size:12px;color:#333;margin:4px 0;padding-left:18px">{items}</ul>')
+        self.key = W.HTML()  # which line is which run
+        self.key.add_class("bpviz-key")
+        self.explain = W.HTML()  # what each shown panel means, beside the figure
         self.explain.add_class("bpviz-explain")
+        self.view = ALL
         self._session: TrainingSession | None = None
+        self._panels: list[Panel] = []
         self._keys: dict[str, str] = {}  # trace name -> history series
         self._spectra: dict[int, str] = {}  # block -> its spectrum's trace
         self._overlay_of: dict[str, str] = {}  # trace name -> overlay label
         self._pushed: dict[str, object] = {}  # what each trace last got, so unchanged ones are not sent
         self._bounded: set[str] = set()
+        self._marks: dict[str, list] = {"lr": [], "diverged": []}  # shapes and labels on the loss panel
+        self._x_end = 0.0
 
-    def new_run(self, session: TrainingSession, overlays: Sequence[Overlay], shown: Collection[str]) -> None:
+    def new_run(self, session: TrainingSession, overlays: Overlays) -> None:
         """Traces for a new run (and the overlays), and the note on its local Hessians."""
         self._session = session
         self._bounded = set()
-        self.rebuild(overlays, shown)
+        self._marks = {"lr": [], "diverged": []}
+        self.rebuild(overlays)
         self._describe()
 
-    def rebuild(self, overlays: Sequence[Overlay], shown: Collection[str]) -> None:
-        """One set of traces for the current run (per shown block) plus the overlays."""
+    def set_height(self, present: bool) -> None:
+        with self.widget.changing():
+            with self.widget.batch_update():
+                self.widget.layout.height = HEIGHTS[present]
+                self.widget.layout.font.size = 14 if present else 12
+            self._keep_state()
+
+    def _keep_state(self) -> None:
+        """The figure now is also the state a page that connects later starts from: a FigureWidget
+        inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
+        only later deltas would reach such a page, which would start from an empty plot."""
+        self.widget._widget_data = deepcopy(self.widget._data)
+        self.widget._widget_layout = deepcopy(self.widget._layout_obj._props)
+
+    def set_view(self, view: str, overlays: Overlays) -> None:
+        self.view = view
+        self.rebuild(overlays)
+
+    def rebuild(self, overlays: Overlays) -> None:
+        """The shown panels' axes, one set of traces for the current run (per shown block) plus the
+        overlays, and the key and explanations that go with them."""
         cfg = self._session.cfg
+        self._panels = panels_for(cfg, self.view)
+        index = {p.title: i for i, p in enumerate(PANELS)}
         blocks = shown_blocks(cfg.depth)
         self._keys, self._spectra, self._overlay_of, self._pushed = {}, {}, {}, {}
         empty = np.zeros(0, np.float32)
         traces = []
-        for p in PANELS:
+        for p in self._panels:
+            axes = dict(xaxis=_ref(index[p.title], "x"), yaxis=_ref(index[p.title], "y"))
+            if p.kind == "boundary":
+                traces += [t.update(**axes) for t in boundary_traces()]
             for s in p.series:
                 self._keys[s.name] = s.key
-                traces.append((p, s.name, dict(color=s.colour), True))
-        for i, b in enumerate(blocks):
-            for p in PANELS:
+                traces.append(self._line(s.name, axes, dict(color=s.colour), True))
+            for i, b in enumerate(blocks):
                 for s in p.per_block:
                     name = f"{s.name} · block {b}"
                     if s.key is None:
                         self._spectra[b] = name
                     else:
                         self._keys[name] = s.key.format(block=b)
-                    traces.append((p, name, dict(color=PALETTE[i % len(PALETTE)], dash=s.dash), s.legend))
+                    traces.append(self._line(name, axes, dict(color=PALETTE[i % len(PALETTE)], dash=s.dash), s.legend))
+            for j, ov in enumerate(overlays.items):
+                for key in p.overlays:
+                    name = f"{ov.label} · {key}"
+                    self._overlay_of[name] = ov.label
+                    x, y = (
+                        ov.spectrum if key.startswith("spectrum") and ov.spectrum else ov.series.get(key, (empty,) * 2)
+                    )
+                    line = dict(color="#888", dash=OVERLAY_DASHES[j % len(OVERLAY_DASHES)], width=1.3)
+                    visible = True if ov.label in overlays.shown else "legendonly"
+                    traces.append(
+                        go.Scatter(
+                            x=x, y=y, name=name, mode="lines", line=line, visible=visible, showlegend=False
+                        ).update(hovertemplate=_hover(name, ov.label), **axes)
+                    )
+        updates, titles = _grid(self._panels)
         with self.widget.changing():
             with self.widget.batch_update():
                 self.widget.data = []
-                self.widget.layout.shapes = []  # an earlier run's divergence mark
+                self.widget.layout.update(updates)
+                self.widget.layout.annotations = titles
+                self.widget.layout.shapes = []
                 self._hold_empty_ranges()
-                self.widget.layout.annotations = [a for a in self.widget.layout.annotations if a.name != "diverged"]
-                for p, name, line, legend in traces:
-                    self.widget.add_trace(
-                        go.Scatter(
-                            x=empty,
-                            y=empty,
-                            name=name,
-                            mode="lines+markers",
-                            line=line,
-                            marker=dict(size=5),
-                            legendgroup=name.split(" · ")[-1],
-                            showlegend=legend,
-                            hovertemplate=_hover(name, "current run"),
-                        ),
-                        row=p.cell[0],
-                        col=p.cell[1],
-                    )
-                for ov in overlays:
-                    for p in PANELS:
-                        for key in p.overlays:
-                            name = f"{ov.label} · {key}"
-                            self._overlay_of[name] = ov.label
-                            x, y = ov.series.get(key, (empty, empty))
-                            self.widget.add_trace(
-                                go.Scatter(
-                                    x=x,
-                                    y=y,
-                                    name=name,
-                                    mode="lines",
-                                    line=dict(color="#999", dash="dash", width=1),
-                                    visible=True if ov.label in shown else "legendonly",
-                                    hovertemplate=_hover(name, ov.label),
-                                ),
-                                row=p.cell[0],
-                                col=p.cell[1],
-                            )
-            hint = next(a for a in self.widget.layout.annotations if a.name == "sa-sgd-hint")
-            hint.visible = cfg.optimizer != "sa_sgd"
-            # the traces are also the state a page that connects later starts from: a FigureWidget
-            # inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
-            # only later deltas would reach such a page, which would start from an empty plot
-            self.widget._widget_data = deepcopy(self.widget._data)
-            self.widget._widget_layout = deepcopy(self.widget._layout_obj._props)
+                self._x_end = 0.0
+                self._set_x_range(0)
+                self.widget.add_traces(traces)
+            self._keep_state()
+        self._show_key(overlays)
+        items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.explain)}</li>" for p in self._panels)
+        self.explain.value = f'<ul style="font-size:12px;color:#333;margin:4px 0;padding-left:18px">{items}</ul>'
 
-    def mark_divergence(self, step: int) -> None:
-        """A red line and a label at the step where the run diverged, in the loss panel; the traces
-        end at their last finite values (plotly leaves NaN out)."""
-        with self.widget.changing(), self.widget.batch_update():
-            line = dict(color="#D55E00", dash="dash", width=1.5)
-            self.widget.add_shape(type="line", x0=step, x1=step, y0=0, y1=1, xref="x", yref="y domain", line=line)
-            self.widget.add_annotation(
-                text=f"diverged at step {step}",
-                name="diverged",
-                x=step,
-                xref="x",
-                yref="y domain",
-                y=1,
-                xanchor="right",
-                yanchor="top",
-                showarrow=False,
-                font=dict(size=11, color="#D55E00"),
+    def _line(self, name: str, axes: dict, line: dict, legend: bool) -> go.Scatter:
+        empty = np.zeros(0, np.float32)
+        return go.Scatter(
+            x=empty,
+            y=empty,
+            name=name,
+            mode="lines+markers",
+            line=line,
+            marker=dict(size=5),
+            legendgroup=name.split(" · ")[-1],
+            showlegend=legend,
+            hovertemplate=_hover(name, "current run"),
+            **axes,
+        )
+
+    def _show_key(self, overlays: Overlays) -> None:
+        """Which line is which run, in words a student can check against the settings."""
+        rows = [f"<b>solid, coloured</b>: {html.escape(overlays.current_label(self._lrs()))}"]
+        for j, ov in enumerate(overlays.items):
+            dash = {"dash": "6,3", "dot": "1,3", "dashdot": "6,3,1,3", "longdash": "10,3", "longdashdot": "10,3,1,3"}
+            pattern = dash.get(OVERLAY_DASHES[j % len(OVERLAY_DASHES)], "6,2,1,2")
+            sample = (
+                f'<svg width="28" height="8"><line x1="0" y1="4" x2="28" y2="4" stroke="#888" '
+                f'stroke-width="1.5" stroke-dasharray="{pattern}"/></svg>'
             )
+            hidden = "" if ov.label in overlays.shown else " (hidden)"
+            rows.append(f"{sample} {html.escape(ov.label)}{hidden}")
+        self.key.value = '<div style="font-size:12px;color:#333;line-height:1.4">' + "<br>".join(rows) + "</div>"
 
-    def show_overlays(self, shown: Collection[str]) -> None:
-        """Show the selected earlier runs; the others stay in the legend."""
+    def _lrs(self) -> list[float]:
+        history = self._session.history.snapshot(["lr"]) if self._session else {}
+        return history["lr"]["value"] if "lr" in history else []
+
+    def show_overlays(self, overlays: Overlays) -> None:
+        """Show the selected earlier runs; the others stay in the key, marked hidden."""
         with self.widget.changing(), self.widget.batch_update():
             for trace in self.widget.data:
                 if trace.name in self._overlay_of:
-                    trace.visible = True if self._overlay_of[trace.name] in shown else "legendonly"
+                    trace.visible = True if self._overlay_of[trace.name] in overlays.shown else "legendonly"
+        self._show_key(overlays)
+
+    def mark_divergence(self, step: int) -> None:
+        """A line and a label at the step where the run diverged, in the loss panel; the traces end
+        at their last finite values (plotly leaves NaN out)."""
+        self._marks["diverged"] = [(step, f"diverged at step {step}", dict(color="#D55E00", dash="dash", width=1.5))]
+        self._draw_marks()
+
+    def _mark_lr_changes(self, history: dict) -> bool:
+        """A dotted line where the step size changed, labelled with the new one."""
+        lr = history.get("lr")
+        if lr is None or len(lr["step"]) < 2:
+            return False
+        changes = [(s, v) for i, (s, v) in enumerate(zip(lr["step"], lr["value"])) if i and v != lr["value"][i - 1]]
+        marks = [(s, f"lr {v:.3g}", dict(color="#555", dash="dot", width=1)) for s, v in changes]
+        if marks == self._marks["lr"]:
+            return False
+        self._marks["lr"] = marks
+        return True
+
+    def _draw_marks(self) -> None:
+        loss = next((i for i, p in enumerate(PANELS) if p.title == "loss"), 0)
+        if PANELS[loss] not in self._panels:
+            return
+        x, y = _ref(loss, "x"), f"{_ref(loss, 'y')} domain"
+        shapes, labels = [], [a for a in self.widget.layout.annotations if a.name not in ("mark",)]
+        for step, text, line in self._marks["lr"] + self._marks["diverged"]:
+            shapes.append(dict(type="line", x0=step, x1=step, y0=0, y1=1, xref=x, yref=y, line=line))
+            labels.append(
+                dict(text=text, name="mark", x=step, y=1, xref=x, yref=y, xanchor="right", yanchor="top")
+                | dict(showarrow=False, textangle=0, font=dict(size=10, color=line["color"]))
+            )
+        with self.widget.changing(), self.widget.batch_update():
+            self.widget.layout.shapes = shapes
+            self.widget.layout.annotations = labels
 
     def _y_axis(self, p: Panel):
-        n = (p.cell[0] - 1) * COLS + p.cell[1]
-        return self.widget.layout["yaxis" if n == 1 else f"yaxis{n}"]
+        return self.widget.layout[_axis(PANELS.index(p), "y")]
 
     def _hold_empty_ranges(self) -> None:
         """Panels with an ``empty_range`` show it until their first point arrives (then autorange)."""
-        for p in PANELS:
+        for p in self._panels:
             if p.empty_range is not None:
                 self._y_axis(p).update(range=list(p.empty_range), autorange=False)
 
-    def draw(self, history: dict, report: dict | None) -> bool:
+    def _set_x_range(self, step: int) -> None:
+        end = x_extent(step, self._session.cfg.steps)
+        if end != self._x_end:
+            self._x_end = end
+            for i, p in enumerate(PANELS):
+                if p.kind == "steps" and p in self._panels:
+                    self.widget.layout[_axis(i, "x")].update(range=[0, end], autorange=False)
+
+    def draw(self, snapshot: dict, report: dict | None) -> bool:
         """Send the series that changed since the last draw; False if nothing had."""
+        history = snapshot["history"]
         updates = {}
         for trace in self.widget.data:
             key = self._keys.get(trace.name)
@@ -248,10 +384,16 @@ class Figure:
             updates[trace.name] = x, y, "lines+markers" if len(x) <= MARKERS_BELOW else "lines"
             self._pushed[trace.name] = (last, len(series["step"]))
         spectra = self._new_spectra(report)
-        if not updates and not spectra:
+        boundary = snapshot.get("boundary")
+        new_boundary = boundary is not None and self._pushed.get("boundary") != boundary["step"]
+        lr_marks = self._mark_lr_changes(history)
+        if not (updates or spectra or new_boundary or lr_marks):
             return False
+        if lr_marks:
+            self._draw_marks()
         with self.widget.changing(), self.widget.batch_update():
-            for p in PANELS:
+            self._set_x_range(int(snapshot["step"]))
+            for p in self._panels:
                 if p.empty_range is not None and any(s.name in updates for s in p.series):
                     self._y_axis(p).autorange = True
             for trace in self.widget.data:
@@ -267,6 +409,10 @@ class Figure:
                             f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
                             "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>"
                         )
+        if new_boundary:  # an update of its own: plotly merges one batch's changes per property
+            self._pushed["boundary"] = boundary["step"]
+            with self.widget.changing(), self.widget.batch_update():
+                update_boundary(self.widget.data, boundary)
         return True
 
     def _mark_bound(self, trace, key: str, history: dict) -> str | None:

@@ -4,6 +4,8 @@ warm-up a preheated Voila kernel does while it waits for its page."""
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +35,24 @@ def warm_up() -> None:
     make_subplots(rows=3, cols=2).add_trace(go.Scatter(x=zero, y=zero), row=1, col=1)
 
 
+def page_folder() -> str:
+    """A runs folder name of one page's own: when it opened, and a random part."""
+    return time.strftime("page-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def page_url() -> str:
+    """The page's address without its query, as Voila saw the request ("" outside Voila)."""
+    host, port, path = (os.environ.get(k, "") for k in ("SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME"))
+    return f"http://{host}{':' + port if port else ''}{path}" if host and path else ""
+
+
 def launch(runs_dir: str | Path | None = None) -> Dashboard:
     """Display the app (in Voila or a JupyterLab cell); settings come from the page's URL query.
 
-    In a preheated Voila kernel (one started and run before any page asked for it) this warms up
-    and then waits for the page's request, whose URL query it then reads."""
+    Each page writes its runs to a folder of its own under ``runs_dir`` (or $BPVIZ_RUNS_DIR, else
+    ``runs``), so students on one server do not see each other's runs. In a preheated Voila kernel
+    (one started and run before any page asked for it) this warms up and then waits for the page's
+    request, whose URL query it then reads."""
     from IPython.display import display
 
     # One compute thread per app kernel: with two, OpenMP's spinning threads slow training by
@@ -48,8 +63,7 @@ def launch(runs_dir: str | Path | None = None) -> Dashboard:
 
         warm_up()
         wait_for_request()
-    app = Dashboard(
-        query=os.environ.get("QUERY_STRING", ""), runs_dir=runs_dir or os.environ.get("BPVIZ_RUNS_DIR", "runs")
-    )
+    base = Path(runs_dir or os.environ.get("BPVIZ_RUNS_DIR", "runs"))
+    app = Dashboard(query=os.environ.get("QUERY_STRING", ""), runs_dir=base / page_folder(), page_url=page_url())
     display(app.widget)
     return app

@@ -1,13 +1,17 @@
-"""Earlier runs kept on the plot as overlays, labelled by what differed from the current settings.
+"""Earlier runs kept on the plot as overlays, each labelled by what it was.
 
 A run replaced by a new one (another network, a reset) and a saved run from the runs folder both
-become an ``Overlay``: a label and a few downsampled series. The list widget picks which are shown.
+become an ``Overlay``: its config, the step sizes it really trained at, a few downsampled series and
+its last input-Hessian spectrum. Labels are absolute and made afresh whenever the set of runs
+changes: a run number and, for every setting in which the kept runs and the current one differ,
+this run's value ("run 2: orthogonal init, BN, lr 0.1→0.3"), so no label goes stale. The list
+widget picks which are shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,39 +33,51 @@ KEPT = (("batch loss", "batch_loss"), ("test accuracy", "test_accuracy"))
 KAPPA_MEAN = "κ input · mean"  # the geometric mean over the blocks of the input Hessians' κ
 
 
+#: the settings a label can name, in the order it names them, each as (how to read it from a config,
+#: how to say its value)
+SETTINGS: tuple[tuple[Callable[[RunConfig], object], Callable[[RunConfig], str]], ...] = (
+    (lambda c: c.dataset, lambda c: c.dataset),
+    (lambda c: c.arch, lambda c: c.arch.upper()),
+    (lambda c: (c.depth, c.width), lambda c: f"{c.depth}×{c.width}"),
+    (lambda c: c.activation, lambda c: c.activation),
+    (
+        lambda c: (c.init, c.init_std),
+        lambda c: f"{c.init} init" + (f" (std {c.init_std:g})" if c.init == "gaussian" else ""),
+    ),
+    (lambda c: c.batch_norm, lambda c: "BN" if c.batch_norm else "no BN"),
+    (lambda c: c.skip, lambda c: "skip" if c.skip else "no skip"),
+    (lambda c: c.optimizer, lambda c: c.optimizer),
+    (
+        lambda c: sorted(c.optimizer_options.items()),
+        lambda c: ", ".join(f"{k} {v}" for k, v in sorted(c.optimizer_options.items())) or "default options",
+    ),
+    (lambda c: c.batch_size, lambda c: f"batch {c.batch_size}"),
+    (lambda c: c.seed, lambda c: f"seed {c.seed}"),
+)
+
+
+def describe_run(cfg: RunConfig, lrs: Sequence[float], others: Sequence[RunConfig]) -> str:
+    """What ``cfg`` was, absolutely: its value of every setting in which it and ``others`` are not
+    all alike, then the step sizes it really used (``lrs``, in order; the config's if empty)."""
+    parts = [say(cfg) for read, say in SETTINGS if any(read(o) != read(cfg) for o in others)]
+    return ", ".join([*parts, describe_step_sizes(list(lrs) or [cfg.lr], short=True)])
+
+
 @dataclass
 class Overlay:
-    label: str
+    """An earlier run: ``number`` counts the page's runs (a saved run has its ``run_id`` instead)."""
+
+    number: int
+    cfg: RunConfig
+    lrs: tuple[float, ...]
     series: dict[str, tuple[np.ndarray, np.ndarray]]
+    spectrum: tuple[np.ndarray, np.ndarray] | None = None  # its last report's input-Hessian histogram
+    run_id: str = ""
+    label: str = field(default="", compare=False)
 
-
-def _lr_change(lrs: Sequence[float]) -> str | None:
-    """ "lr 0.3→10" for a run whose step size was changed while it ran, else None."""
-    return describe_step_sizes(lrs, short=True) if len(set(lrs)) > 1 else None
-
-
-def describe_difference(old: RunConfig, new: RunConfig, lrs: Sequence[float] = ()) -> str:
-    """A short label for a past run by what differs from the current settings ("BN on", "lr 0.3").
-
-    ``lrs`` are the step sizes the run used (its history's ``lr`` series, where the session
-    records one): a run whose step size was changed while it ran says so, whatever ``new`` has."""
-    parts, lr_change = [], _lr_change(lrs)
-    for name in ("batch_norm", "skip"):
-        if getattr(old, name) != getattr(new, name):
-            parts.append(f"{'BN' if name == 'batch_norm' else 'skip'} {'on' if getattr(old, name) else 'off'}")
-    for name in ("init", "activation", "optimizer", "dataset", "arch"):
-        if getattr(old, name) != getattr(new, name):
-            parts.append(str(getattr(old, name)))
-    for name in ("depth", "width", "lr", "batch_size", "seed"):
-        if name == "lr" and lr_change:
-            parts.append(lr_change)
-        elif getattr(old, name) != getattr(new, name):
-            parts.append(f"{name.replace('_size', '')} {getattr(old, name):g}")
-    if old.optimizer == new.optimizer:
-        for name in sorted(set(old.optimizer_options) | set(new.optimizer_options)):
-            if old.optimizer_options.get(name) != new.optimizer_options.get(name):
-                parts.append(f"{name} {old.optimizer_options.get(name, 'default')}")
-    return ", ".join(parts) or old.name or "same settings"
+    @property
+    def name(self) -> str:
+        return f"saved {self.run_id}" if self.run_id else f"run {self.number}"
 
 
 def session_series(history: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -75,24 +91,50 @@ def session_series(history: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return series
 
 
+def report_spectrum(report: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A report's input-Hessian histograms summed over the blocks: (bin centres, counts)."""
+    if report is None:
+        return None
+    edges = np.asarray(report["hist_edges"], np.float32)
+    counts = [np.asarray(s["hist_counts"], np.float32) for s in report["stats"] if s["wrt"] == "input"]
+    return ((edges[:-1] + edges[1:]) / 2, np.sum(counts, axis=0)) if counts else None
+
+
 class Overlays:
     """The earlier runs on the plot (the last ``MAX_OVERLAYS``), and the list that picks the shown ones."""
 
     def __init__(self) -> None:
         self.items: list[Overlay] = []
+        self.runs_started = 0  # the page's runs so far: the current one is number runs_started
+        self.current: RunConfig | None = None
         self.list = tag(W.SelectMultiple(options=[], description="earlier", rows=4, style=STYLE), "overlays")
 
     @property
     def shown(self) -> set[str]:
-        return set(self.list.value)
+        """The labels of the selected overlays."""
+        chosen = set(self.list.value)
+        return {o.label for o in self.items if o.name in chosen}
 
-    def keep(self, session: TrainingSession, new_cfg: RunConfig) -> None:
-        """Keep a run that is being replaced, labelled by what differs from ``new_cfg``."""
+    def current_label(self, lrs: Sequence[float] = ()) -> str:
+        """What the current run is (``lrs``: its step sizes so far), in the overlays' words."""
+        if self.current is None:
+            return ""
+        return f"run {self.runs_started} (now): {describe_run(self.current, lrs, [o.cfg for o in self.items])}"
+
+    def new_run(self, cfg: RunConfig) -> None:
+        """A new current run: it gets the next number, and every label is made afresh."""
+        self.runs_started += 1
+        self.current = cfg
+        self._relabel()
+
+    def keep(self, session: TrainingSession) -> None:
+        """Keep a run that is being replaced (one that took no step is nothing to compare with)."""
         if session.step == 0:
             return
         history = session.history.snapshot()
-        lrs = history["lr"]["value"] if "lr" in history else ()
-        self._add(describe_difference(session.cfg, new_cfg, lrs), session_series(history))
+        lrs = tuple(history["lr"]["value"]) if "lr" in history else (session.cfg.lr,)
+        series, spectrum = session_series(history), report_spectrum(session.report)
+        self._add(Overlay(self.runs_started, session.cfg, lrs, series, spectrum))
 
     def add_saved(self, runs_dir: Path, run_id: str) -> None:
         """A saved run; ``run_id`` comes from ``list_runs``, never a path from the page."""
@@ -102,17 +144,25 @@ class Overlays:
             points = [(r["step"], r[name]) for r in run.records if name in r]
             if points:
                 series[key] = downsample(*zip(*points))
-        self._add(f"saved {run_id}", series)
+        lrs = tuple(lr for _, lr in run.step_sizes)
+        self._add(Overlay(0, run.config, lrs, series, run_id=run_id))
 
     def remove(self, labels: set[str]) -> None:
         self.items = [o for o in self.items if o.label not in labels]
-        self.list.options = [o.label for o in self.items]
+        self._relabel()
 
-    def _add(self, label: str, series: dict) -> None:
-        """A new overlay, shown with all the others; a label taken already gets a number."""
-        labels = [o.label for o in self.items]
-        if label in labels:
-            label = f"{label} ({sum(other.startswith(label) for other in labels) + 1})"
-        self.items = (self.items + [Overlay(label, series)])[-MAX_OVERLAYS:]
-        self.list.options = [o.label for o in self.items]
-        self.list.value = tuple(self.list.options)
+    def _add(self, overlay: Overlay) -> None:
+        """A new overlay (a saved run already kept is not added twice), shown with all the others."""
+        if overlay.run_id and any(o.run_id == overlay.run_id for o in self.items):
+            return
+        self.items = (self.items + [overlay])[-MAX_OVERLAYS:]
+        self._relabel()
+        self.list.value = tuple(o.name for o in self.items)
+
+    def _relabel(self) -> None:
+        runs = [o.cfg for o in self.items] + ([self.current] if self.current else [])
+        for o in self.items:
+            o.label = f"{o.name}: {describe_run(o.cfg, o.lrs, runs)}"
+        chosen = set(self.list.value)
+        self.list.options = [(o.label, o.name) for o in self.items]
+        self.list.value = tuple(o.name for o in self.items if o.name in chosen)

@@ -1,5 +1,6 @@
 """Teacher flags in a link: ``<control>_hide=true`` hides that control, as TensorFlow Playground's
-``*_hide`` does, so a class sees only what the lesson is about.
+``*_hide`` does, so a class sees only what the lesson is about; ``present=true`` opens the projector
+layout and ``view=<panel>`` one panel alone, large.
 
 A convenience, not security: a student who edits the URL gets every control back (README says so).
 The flags stay in the page's share link, so a link copied from a teacher's page keeps them.
@@ -8,32 +9,53 @@ The flags stay in the page's share link, so a link copied from a teacher's page 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 SUFFIX = "_hide"
 #: controls a flag may name besides the settings' own: the preset menu, the optimizer's options,
-#: the compare and share sections
-EXTRA = ("preset", "options", "compare", "share")
+#: the lesson, compare and share sections
+EXTRA = ("preset", "options", "lesson", "compare", "share")
+TRUE, FALSE = ("", "1", "true"), ("0", "false")
 
 
-def split_flags(query: str, controls: set[str]) -> tuple[str, set[str], list[str]]:
-    """The query without its ``*_hide`` flags, the controls to hide, and a note for each flag that
-    names no control or has a value other than true/false."""
-    kept, hidden, notes = [], set(), []
+@dataclass
+class PageFlags:
+    """What a link asks of the page besides the run's settings."""
+
+    hidden: set[str] = field(default_factory=set)
+    present: bool = False
+    view: str = ""
+
+    def query(self) -> str:
+        """The flags as they go back into a share link."""
+        flags = [f"&{name}{SUFFIX}=true" for name in sorted(self.hidden)]
+        flags += ["&present=true"] if self.present else []
+        flags += [f"&view={urllib.parse.quote(self.view)}"] if self.view else []
+        return "".join(flags)
+
+
+def split_flags(query: str, controls: set[str], views: Collection[str]) -> tuple[str, PageFlags, list[str]]:
+    """The query without its page flags, the flags, and a note for each flag that names no control
+    or view, or has a value other than true/false."""
+    kept, flags, notes = [], PageFlags(), []
     allowed = controls | set(EXTRA)
     for name, value in urllib.parse.parse_qsl(query.lstrip("?"), keep_blank_values=True):
-        if not name.endswith(SUFFIX):
+        if name == "view":
+            if value in views:
+                flags.view = value
+            else:
+                notes.append(f"view={value} (allowed: {', '.join(views)})")
+        elif name == "present" or name.endswith(SUFFIX):
+            control = name[: -len(SUFFIX)] if name != "present" else ""
+            if control and control not in allowed:
+                notes.append(f"{name} (no control named {control!r}; allowed: {', '.join(sorted(allowed))})")
+            elif value.lower() in TRUE and control:
+                flags.hidden.add(control)
+            elif value.lower() in TRUE:
+                flags.present = True
+            elif value.lower() not in FALSE:
+                notes.append(f"{name}={value} (allowed: true or false)")
+        else:
             kept.append((name, value))
-            continue
-        control = name[: -len(SUFFIX)]
-        if control not in allowed:
-            notes.append(f"{name} (no control named {control!r}; allowed: {', '.join(sorted(allowed))})")
-        elif value.lower() in ("", "1", "true"):
-            hidden.add(control)
-        elif value.lower() not in ("0", "false"):
-            notes.append(f"{name}={value} (allowed: true or false)")
-    return urllib.parse.urlencode(kept), hidden, notes
-
-
-def flags_query(hidden: set[str]) -> str:
-    """The flags as they go back into a share link."""
-    return "".join(f"&{name}{SUFFIX}=true" for name in sorted(hidden))
+    return urllib.parse.urlencode(kept), flags, notes

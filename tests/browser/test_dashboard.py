@@ -133,9 +133,10 @@ def test_batch_norm_on_changes_the_local_hessian_condition_numbers(page, voila_s
         before["y"][:n],
         after["y"][:n],
     )
-    # the run without BN stays on the plot as an overlay, labelled by what differed
+    # the run without BN stays on the plot as an overlay, labelled by what it was
     overlays = [t for t in trace_names(page) if t.endswith("· batch loss") and t != "batch loss"]
-    assert any("BN off" in t for t in overlays), trace_names(page)
+    assert any(t.startswith("run 1: no BN, lr 0.05") for t in overlays), trace_names(page)
+    expect(page.locator(".bpviz-key")).to_contain_text("(now): BN, lr 0.05")
     screenshot(page, "03b-batch-norm-on-with-earlier-run-overlaid")
 
 
