@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from .boundary_trace import boundary_traces, update_boundary
 from .panels import PALETTE, PANELS, Panel
-from .plotly_once import FigureWidget
+
 
 if TYPE_CHECKING:
     from bpviz.config import RunConfig
@@ -86,7 +86,7 @@ def _ref(i: int, letter: str) -> str:
     return letter if i == 0 else f"{letter}{i + 1}"
 
 
-class LockedFigureWidget(FigureWidget):
+class LockedFigureWidget(go.FigureWidget):
     """A FigureWidget that the app thread changes only while no page message is being applied.
 
     Applying a page message holds trait notifications, and traitlets merges the changes made
