@@ -24,7 +24,6 @@ import plotly.graph_objects as go
 from .boundary_trace import boundary_traces, update_boundary
 from .panels import PALETTE, PANELS, Panel
 
-
 if TYPE_CHECKING:
     from bpviz.config import RunConfig
     from bpviz.session import TrainingSession
