@@ -2,8 +2,9 @@
 that read the page. Used by bench/dashboard.py and by the browser tests (tests/browser/harness.py
 imports it), so neither reaches into the other.
 
-Voila runs as a subprocess in its own process group (``start_new_session=True``) from the repository
-root, so it reads the repository's ``voila.json``; at the end the whole group gets SIGTERM (Voila then
+Voila runs as ``bin/serve_voila.py`` (Voila, plus plotly's widget code served once for the browser to
+cache), a subprocess in its own process group (``start_new_session=True``) from the repository root,
+so it reads the repository's ``voila.json``; at the end the whole group gets SIGTERM (Voila then
 shuts its kernels down). Readiness is checked on a URL that does not render the notebook: every GET
 of ``/`` starts a kernel and executes the notebook.
 
@@ -69,8 +70,7 @@ def free_port() -> int:
 def voila_command(port: int, *extra: str, notebook: Path = NOTEBOOK) -> list[str]:
     return [
         sys.executable,
-        "-m",
-        "voila",
+        str(ROOT / "bin" / "serve_voila.py"),
         str(notebook),
         "--no-browser",
         f"--port={port}",

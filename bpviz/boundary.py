@@ -9,10 +9,15 @@ dataset, so it can be sent to a page after every evaluation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from .data import Dataset
+
+if TYPE_CHECKING:  # for the annotation only: train.py imports the data and models this module uses
+    from .train import Trainer
 
 #: decimals kept for coordinates (inputs are standardised: ~1e-4 of a standard deviation)
 _COORD_DIGITS = 4
@@ -100,3 +105,14 @@ def decision_boundary(
             "label": y_train.cpu()[idx].tolist(),
         },
     }
+
+
+def live_boundary(trainer: Trainer) -> dict | None:
+    """The boundary of a trainer's network now, None unless its data are 2-D classification. A
+    48x48 grid costs 2 ms on the default 4x32 tanh MLP, 7 ms on a 16x32 BN MLP and 27 ms on 4x256
+    (one CPU thread, measured; a training step of those is 2-3 ms), so a live session makes one at
+    every evaluation and at setup."""
+    if not has_boundary(trainer.data):
+        return None
+    data = trainer.data
+    return decision_boundary(trainer.model, trainer.x_train, trainer.y_train, data.n_outputs, step=trainer.step_count)

@@ -90,3 +90,33 @@ class Subscription:
 
         self.thread = threading.Thread(target=deliver, name="bpviz-subscriber", daemon=True)
         self.thread.start()
+
+
+class Subscribers:
+    """Everyone watching one publisher: each gets every published event through a mailbox of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = []
+
+    def add(self, first: dict, callback: Callable[[dict], Any] | None = None) -> Subscription:
+        """A new subscriber, whose mailbox starts with ``first`` (the state now); with ``callback``
+        it is called on its own thread with each (merged) event."""
+        sub = Subscription(Mailbox(), self._remove)
+        if callback is not None:
+            sub.deliver_to(callback)
+        with self._lock:
+            self._subs.append(sub)
+        sub.mailbox.put(first)
+        return sub
+
+    def publish(self, event: dict) -> None:
+        with self._lock:
+            for sub in self._subs:
+                sub.mailbox.put(event)
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+        sub.mailbox.close()

@@ -142,3 +142,26 @@ class StepRate:
         while len(self._marks) > 2 and now - self._marks[1][0] >= RATE_WINDOW:
             self._marks.popleft()
         return (step - self._marks[0][1]) / max(now - self._marks[0][0], 1e-9)
+
+
+class ReportSchedule:
+    """When the local-Hessian report is due: every ``every`` steps, or with ``"auto"`` at the
+    front-loaded steps and whenever reports have taken at most ``share`` of the time; never before
+    ``started`` (the starting network's report, which waits for the first loss point)."""
+
+    def __init__(self, steps: int, share: float):
+        self._share = TimeShare(share)
+        self._front = front_loaded_steps(steps)
+        self.started = False
+
+    def due(self, step: int, every: int | str) -> bool:
+        if not self.started:
+            return False
+        return (step in self._front or self._share(step)) if every == "auto" else step % every == 0
+
+    def ran(self, seconds: float) -> None:
+        self.started = True
+        self._share.ran(seconds)
+
+    def paused(self, seconds: float) -> None:
+        self._share.paused(seconds)

@@ -10,8 +10,14 @@ on is ``batch_loss``; ``train_loss`` is only ever the loss on the training split
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+if TYPE_CHECKING:
+    from .optim import StepResult
 
 #: what a local Hessian is taken with respect to: the block's main weight, or its input
 WRT = ("weight", "input")
@@ -175,3 +181,17 @@ def lambda_max_name(wrt: str, block: int, bound: bool = False) -> str:
 def scale_name(block: int | Literal["head"]) -> str:
     """``scale/{block}``, or ``scale/head`` for the output layer."""
     return f"scale/{block}"
+
+
+def step_metrics(result: StepResult, blocks: Sequence[torch.nn.Module]) -> dict[str, float]:
+    """What a recorded step says: the batch loss, the algorithm's scalars and each block's weight
+    gradient norm (when every block has one), read from the device in one sync."""
+    grads = [b.weight.grad for b in blocks]
+    values = {"batch_loss": result.loss, **result.scalars}
+    if all(g is not None for g in grads):
+        values.update({grad_norm_name(i): n for i, n in enumerate(torch._foreach_norm(grads))})
+    device = result.loss.device
+    numbers = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values.values()]
+    ).tolist()
+    return dict(zip(values, numbers))

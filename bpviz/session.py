@@ -22,15 +22,15 @@ from typing import Any
 
 import torch
 
-from .boundary import decision_boundary, has_boundary
+from .boundary import live_boundary
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
-from .events import Mailbox, Subscription
+from .events import Subscribers, Subscription
 from .hessian_report import local_hessian_report, probe_size
 from .history import History
-from .loop import Hook, StepRate, TimeShare, front_loaded_steps, train_loop
+from .loop import Hook, ReportSchedule, StepRate, train_loop
 from .loop import every as loop_every
-from .metrics import grad_norm_name
+from .metrics import step_metrics
 from .optim.base import check_lr
 from .runs import RunWriter
 from .train import Trainer
@@ -75,7 +75,7 @@ class TrainingSession:
         self.history_points = history_points
         self.train_eval_samples = train_eval_samples
         self._lock = threading.RLock()
-        self._subscribers: list[Subscription] = []
+        self._subscribers = Subscribers()
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._running = threading.Event()  # cleared while paused
@@ -224,19 +224,8 @@ class TrainingSession:
     def subscribe(self, callback: Callable[[dict], Any] | None = None) -> Subscription:
         """Without ``callback``: a Subscription to ``get`` events from. With one: it is called on
         its own thread with each (merged) event, so it can be slow without slowing training."""
-        sub = Subscription(Mailbox(), self._unsubscribe)
-        if callback is not None:
-            sub.deliver_to(callback)
         with self._lock:
-            self._subscribers.append(sub)
-        sub.mailbox.put(self._event(points=False))
-        return sub
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            if sub in self._subscribers:
-                self._subscribers.remove(sub)
-        sub.mailbox.close()
+            return self._subscribers.add(self._event(points=False), callback)
 
     def snapshot(self) -> dict:
         """Everything a plot needs now: bounded history of every series and the latest state."""
@@ -271,9 +260,7 @@ class TrainingSession:
 
     def _publish(self) -> None:
         with self._lock:
-            event = self._event()
-            for sub in self._subscribers:
-                sub.mailbox.put(event)
+            self._subscribers.publish(self._event())
         self._last_publish = time.monotonic()
 
     def _set_state(self, state: State, message: str = "") -> None:
@@ -314,33 +301,23 @@ class TrainingSession:
         probe = trainer.x_train[: self.probe_samples]
         self._last_publish = time.monotonic()
         self._record({"lr": trainer.algorithm.lr})  # the step size the run starts with
-        self._share = TimeShare(self.hessian_share)
+        self._schedule = schedule = ReportSchedule(cfg.steps, self.hessian_share)
         # the report of the starting network (seconds for deep BN nets) is made after the first loss
         # point is recorded, on a copy taken now, so that a page sees the run move at once
         start, start_step = copy.deepcopy(trainer.model), self.step
         self._rate = StepRate(self.step)
-        front = front_loaded_steps(cfg.steps)
-
-        def report_due(step: int) -> bool:
-            if start is not None:  # the starting network's report comes first
-                return False
-            every = self._hessian_every
-            return (step in front or self._share(step)) if every == "auto" else step % every == 0
-
-        def report(step: int, result) -> None:
-            self._share.ran(self._hessian(probe))
 
         def report_start(step: int, result) -> None:
             nonlocal start
-            self._share.ran(self._hessian(probe, start, start_step))
+            schedule.ran(self._hessian(probe, start, start_step))
             start = None
 
         record_due, evaluate_due = loop_every(self.loss_every, cfg.steps), loop_every(self.eval_every, cfg.steps)
         hooks = [
             Hook(record_due, lambda step, result: self._record_step(result), on_divergence=True),
-            Hook(lambda step: start is not None and record_due(step), report_start),
+            Hook(lambda step: not schedule.started and record_due(step), report_start),
             Hook(evaluate_due, lambda step, result: self._evaluate()),
-            Hook(report_due, report),
+            Hook(lambda step: schedule.due(step, self._hessian_every), lambda s, r: schedule.ran(self._hessian(probe))),
             Hook(
                 lambda step: time.monotonic() - self._last_publish >= 1.0 / self.max_rate,
                 lambda step, result: self._publish_progress(step),
@@ -368,7 +345,7 @@ class TrainingSession:
                     self.writer.flush()  # a paused run's records reach the disk too
                 self._running.wait(0.2)
             self._parked.clear()
-            self._share.paused(time.perf_counter() - paused_at)
+            self._schedule.paused(time.perf_counter() - paused_at)
             self._rate = StepRate(self.step)  # a pause is not slow training
             if self._stop.is_set():
                 return False
@@ -396,28 +373,15 @@ class TrainingSession:
         self._update_boundary()
 
     def _update_boundary(self) -> None:
-        """The decision boundary as of now, for 2-D classifiers. A 48x48 grid costs 2 ms on the
-        default 4x32 tanh MLP, 7 ms on a 16x32 BN MLP and 27 ms on 4x256 (one CPU thread, measured;
-        a training step of those is 2-3 ms), so it runs at every evaluation and even at setup."""
-        trainer = self.trainer
-        if has_boundary(trainer.data):
-            boundary = decision_boundary(
-                trainer.model, trainer.x_train, trainer.y_train, trainer.data.n_outputs, step=self.step
-            )
+        """The decision boundary as of now, for 2-D classifiers (ms: ``boundary.live_boundary``)."""
+        boundary = live_boundary(self.trainer)
+        if boundary is not None:
             with self._lock:
                 self.boundary, self._boundary_new = boundary, True
 
     def _record_step(self, result) -> None:
         """The batch loss, the algorithm's scalars and the gradient norms, read in one device sync."""
-        grads = [b.weight.grad for b in self.trainer.model.blocks]
-        values = {"batch_loss": result.loss, **result.scalars}
-        if all(g is not None for g in grads):
-            values.update({grad_norm_name(i): n for i, n in enumerate(torch._foreach_norm(grads))})
-        names = list(values)
-        numbers = torch.stack(
-            [torch.as_tensor(v, dtype=torch.float64, device=result.loss.device).reshape(()) for v in values.values()]
-        ).tolist()
-        self._record(dict(zip(names, numbers)))
+        self._record(step_metrics(result, self.trainer.model.blocks))
 
     def _hessian(self, probe: torch.Tensor, model: torch.nn.Module | None = None, step: int | None = None) -> float:
         """The local-Hessian report of ``model`` (the one training, by default) as of ``step``."""

@@ -115,8 +115,8 @@ def test_architecture_change_resets_and_keeps_the_old_run_as_an_overlay(app):
     assert [o.label for o in a.overlays.items] == ["run 1: no BN, lr 0.05"]
     assert wait_for(lambda: len(trace(a, "run 1: no BN, lr 0.05 · batch loss").y) > 0)
     assert "run 2 (now): BN, lr 0.05" in a.figure.key.value and "run 1: no BN, lr 0.05" in a.figure.key.value
-    a.clear_overlays_btn.click()
-    assert wait_for(lambda: a.overlay_list.options == () and not any(t.name.startswith("run 1") for t in a.fig.data))
+    a.compare.clear_btn.click()
+    assert wait_for(lambda: a.overlays.list.options == () and not any(t.name.startswith("run 1") for t in a.fig.data))
 
 
 def test_presets_menu_loads_a_preset(app):
@@ -477,11 +477,11 @@ def test_a_saved_run_resumes_from_its_checkpoint_in_the_page(app):
     a.start_btn.click()
     assert wait_for(lambda: a.session.state.value == "finished", timeout=60)
     first = a.session.writer.path.name
-    assert wait_for(lambda: any(v == first for _, v in a.saved_runs.options))
-    label = next(text for text, v in a.saved_runs.options if v == first)
+    assert wait_for(lambda: any(v == first for _, v in a.compare.saved_runs.options))
+    label = next(text for text, v in a.compare.saved_runs.options if v == first)
     assert "finished, lr 0.05" in label
-    a.saved_runs.value = first
-    a.resume_run_btn.click()
+    a.compare.saved_runs.value = first
+    a.compare.resume_btn.click()
     assert wait_for(lambda: a.session.step == 120 and a.session.cfg.steps == 240)
     assert wait_for(lambda: "resumed" in a.message.value and "at step 120" in a.message.value)
     a.start_btn.click()
@@ -532,7 +532,7 @@ def test_an_empty_accuracy_panel_reads_0_to_1_and_autoranges_once_it_has_points(
 
 
 def test_panel_grids_stay_inside_the_figure_and_never_overlap():
-    from bpviz.widgets.figure import _grid
+    from bpviz.widgets.grid import grid as _grid
     from bpviz.widgets.panels import PANELS
 
     for n in range(1, len(PANELS) + 1):
@@ -551,7 +551,7 @@ def test_panel_grids_stay_inside_the_figure_and_never_overlap():
 
 
 def test_the_step_axes_end_with_a_short_run_and_grow_with_a_long_one():
-    from bpviz.widgets.figure import x_extent
+    from bpviz.widgets.grid import x_extent
 
     assert x_extent(0, 400) == x_extent(399, 400) == 400  # a short run: the whole run from the start
     assert x_extent(0, 200_000) == 100 and x_extent(90, 200_000) == 200 and x_extent(900, 200_000) == 2000

@@ -21,27 +21,20 @@ import ipywidgets as W
 from bpviz.config import ConfigError, RunConfig
 from bpviz.optim import ALGORITHMS
 from bpviz.presets import DESCRIPTIONS, PRESETS
-from bpviz.runs import list_runs, load_run
+from bpviz.runs import load_run
 from bpviz.session import ENDED, State, TrainingSession
 
+from .compare_section import CompareSection
 from .controls import SERVER_ONLY, STYLE, ConfigControls, from_link, page_fields, server_defaults, tag
-from .figure import ALL, VIEWS, Figure
+from .figure import Figure
 from .flow import PageFlow
-from .layout import secondary, share_link, style
+from .grid import ALL, VIEWS
+from .layout import PRESENT_TIP, PROJECTOR_HIDES, TITLE, secondary, share_link, style
 from .lesson import LessonGuide
 from .overlays import Overlays
 from .publisher import Publisher
 from .teacher import split_flags
 
-TITLE = (
-    '<div style="line-height:1.35"><b style="font-size:15px">bpviz</b>: why back-propagation trains some '
-    "networks well and others badly. Pick a preset or change the network, press <b>Start</b>, and watch the "
-    "loss next to the condition numbers of every block's local Hessian (a change of network starts a new run).</div>"
-)
-#: settings the projector layout leaves out (with the optimizer's options and "more settings"), so
-#: that what a demonstration changes fits a 1280×720 screen
-PROJECTOR_HIDES = ("init_std", "batch_size", "steps", "seed", "hessian_every")
-PRESENT_TIP = "Projector layout: fewer controls, larger type; the share link keeps it"
 HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 #: the fields a running session takes as they change, and the method that takes each; a change of
 #: any other field starts a new run
@@ -97,7 +90,6 @@ class Dashboard:
         )
         self.controls = self.form.widgets
         self.overlays = Overlays()
-        self.overlay_list = self.overlays.list
         self.figure = Figure()
         self.fig, self.hessian_note = self.figure.widget, self.figure.note
         self.view = tag(W.Dropdown(options=VIEWS, value=ALL, description="show", style=STYLE), "view")
@@ -144,30 +136,14 @@ class Dashboard:
         self.share_url = tag(W.HTML(), "share-link")
         self.json = tag(W.Textarea(layout=W.Layout(height="90px", width="100%")), "json")
         self.load_json_btn = self._button("Apply", "apply-json")
-        self.overlay_list.observe(lambda change: self.publisher.put("overlay-visibility"), names="value")
-        self.remove_overlay_btn = self._button("Remove", "remove-runs")
-        self.clear_overlays_btn = self._button("Clear all", "clear-runs")
-        self.saved_runs = tag(
-            W.Dropdown(options=[], description="saved run", style=STYLE, layout=W.Layout(width="230px")), "saved-runs"
-        )
-        self.load_run_btn = self._button("Show", "load-run")
-        self.resume_run_btn = self._button("Resume", "resume-run")
+        self.overlays.list.observe(lambda change: self.publisher.put("overlay-visibility"), names="value")
+        self.compare = CompareSection(self.overlays, self.runs_dir, self._button)
         self.status = tag(W.HTML(), "status")
         self.message = tag(W.HTML(), "message")
         self.lesson = LessonGuide(on_pick=lambda name: setattr(self.preset, "value", name))
         sections = {
             "lesson": secondary(self.lesson.widget),
-            "compare": secondary(
-                W.VBox(
-                    [
-                        W.HTML("<b>Compare</b> (selected earlier runs are shown)"),
-                        self.overlay_list,
-                        W.HBox([self.remove_overlay_btn, self.clear_overlays_btn]),
-                        W.HBox([self.saved_runs, self.load_run_btn]),
-                        self.resume_run_btn,
-                    ]
-                )
-            ),
+            "compare": secondary(self.compare.widget),
             "share": secondary(
                 W.VBox([W.HTML("<b>Share</b>"), self.share_url, self.share, self.json, self.load_json_btn])
             ),
@@ -239,17 +215,7 @@ class Dashboard:
         self._show(session.cfg)
         self.overlays.new_run(session.cfg)
         self.figure.new_run(session, self.overlays)
-        self._list_saved_runs()
-
-    def _list_saved_runs(self) -> None:
-        """The runs folder's last 30 runs, each with its state and the step sizes it really used."""
-        runs, _ = list_runs(self.runs_dir)
-        chosen = self.saved_runs.value
-        self.saved_runs.options = [
-            (f"{r.run_id} ({r.status.get('state', '?')}, {r.describe_step_sizes()})", r.run_id) for r in runs[-30:]
-        ]
-        if chosen in {v for _, v in self.saved_runs.options}:
-            self.saved_runs.value = chosen
+        self.compare.list_saved()
 
     def _switch(self, cfg: RunConfig, checkpoint: Path | None = None) -> bool:
         """A new run of ``cfg`` (going on from ``checkpoint`` if given), which becomes the state; the
@@ -359,17 +325,17 @@ class Dashboard:
         self.figure.rebuild(self.overlays)
 
     def _load_run(self, _: None) -> None:
-        if self.saved_runs.value:
-            self.overlays.add_saved(self.runs_dir, self.saved_runs.value)
+        if self.compare.chosen:
+            self.overlays.add_saved(self.runs_dir, self.compare.chosen)
             self.figure.rebuild(self.overlays)
 
     # --- what the publisher does between commands ---------------------------------------------
     def _resume_run(self, _: None) -> None:
         """The chosen saved run goes on from its checkpoint: to its own step count if it was
         stopped early, else for as many steps again."""
-        if not self.saved_runs.value:
+        if not self.compare.chosen:
             return
-        run = load_run(self.runs_dir / self.saved_runs.value)
+        run = load_run(self.runs_dir / self.compare.chosen)
         if run.checkpoint is None:
             self._say("this run has no checkpoint: only finished or stopped runs leave one", "warn")
         elif self._switch(run.resume_config(), run.checkpoint):
@@ -400,7 +366,7 @@ class Dashboard:
         if state != self._drawn_state:  # a run that just ended is now a saved run (and resumable)
             self._drawn_state = state
             if state in {s.value for s in ENDED}:
-                self._list_saved_runs()
+                self.compare.list_saved()
             if state == "diverged" and snap["diverged_at"] is not None:
                 self.figure.mark_divergence(snap["diverged_at"])
         self.pause_btn.description = "Resume" if state == "paused" else "Pause"

@@ -1,8 +1,6 @@
 """The app's one plotly figure, built from the panels of ``panels.py``: its traces and what they draw.
 
-Every panel has its own pair of axes (panel i: ``x{i+1}``/``y{i+1}``) for the life of the figure;
-a run shows the panels meant for it (or the one the view picks, large), laid out two to a row, the
-others hidden. Traces are named ``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> ·
+Where the panels sit is ``grid.py``'s. Traces are named ``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> ·
 batch loss"``; the browser tests read the page's traces by these names. A κ the local-Hessian report
 could only bound is drawn as open triangles with "κ ≥" in its hover, and the note above the figure
 says which blocks. Marks on the loss panel: where the step size changed, where the run diverged.
@@ -11,7 +9,6 @@ says which blocks. Marks on the loss panel: where the step size changed, where t
 from __future__ import annotations
 
 import html
-import math
 import threading
 from collections.abc import Sequence
 from copy import deepcopy
@@ -22,10 +19,11 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .boundary_trace import boundary_traces, update_boundary
+from .grid import ALL, HEIGHTS, axis_name, axis_ref, base_layout, grid, panels_for, x_extent
 from .panels import PALETTE, PANELS, Panel
+from .plotly_once import FigureWidget
 
 if TYPE_CHECKING:
-    from bpviz.config import RunConfig
     from bpviz.session import TrainingSession
 
     from .overlays import Overlays
@@ -33,14 +31,8 @@ if TYPE_CHECKING:
 MAX_BLOCK_TRACES = 8  # blocks drawn per panel (spread over the depth)
 MAX_POINTS = 200  # points per trace per update: bounds the bytes one update sends
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
-ALL = "all panels"
-#: what the view menu offers: every panel of the run, or one of them alone and large
-VIEWS = (ALL, *(p.short for p in PANELS))
 #: earlier runs are grey, each with its own dash (the key above the figure shows which is which)
 OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "6px,2px,1px,2px")
-#: the figure's height in px in the normal and the projector layout (which fits a 1280×720 screen)
-HEIGHTS = {False: 780, True: 540}
-FIXED_UP_TO = 2000  # a run this long has the whole run as its x range; a longer one's range grows
 
 
 def downsample(steps: Sequence, values: Sequence, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -57,35 +49,7 @@ def shown_blocks(depth: int) -> list[int]:
     return sorted(set(np.linspace(0, depth - 1, min(depth, MAX_BLOCK_TRACES)).round().astype(int).tolist()))
 
 
-def panels_for(cfg: RunConfig, view: str = ALL) -> list[Panel]:
-    """The panels a run shows: all that are meant for it, or the one ``view`` names."""
-    meant = [p for p in PANELS if p.when(cfg)]
-    return [p for p in meant if p.short == view] or meant
-
-
-def x_extent(step: int, total: int) -> float:
-    """The end of the step axes: the whole run if it is short, else the next 1-2-5 number above
-    1.25 × the step reached, so that the current run fills its axes and a longer earlier run is
-    cut at the edge rather than squeezing it."""
-    if total <= FIXED_UP_TO:
-        return total
-    target, exponent = max(1.25 * step, 100.0), 2
-    while True:
-        for mantissa in (1, 2, 5):
-            if mantissa * 10**exponent >= target:
-                return min(mantissa * 10**exponent, total)
-        exponent += 1
-
-
-def _axis(i: int, letter: str) -> str:
-    return f"{letter}axis" if i == 0 else f"{letter}axis{i + 1}"
-
-
-def _ref(i: int, letter: str) -> str:
-    return letter if i == 0 else f"{letter}{i + 1}"
-
-
-class LockedFigureWidget(go.FigureWidget):
+class LockedFigureWidget(FigureWidget):
     """A FigureWidget that the app thread changes only while no page message is being applied.
 
     Applying a page message holds trait notifications, and traitlets merges the changes made
@@ -105,61 +69,6 @@ class LockedFigureWidget(go.FigureWidget):
         return self._state_lock
 
 
-def _base_layout() -> go.Layout:
-    """Axes for every panel (hidden until a run shows the panel) and readable log ticks."""
-    layout = go.Layout(
-        height=HEIGHTS[False],  # plotly's widget cannot take its element's height: the layout sets it
-        autosize=True,  # and the width follows the window
-        margin=dict(l=60, r=10, t=30, b=45),
-        uirevision="keep",
-        legend=dict(font=dict(size=10)),
-        hovermode="closest",
-        font=dict(size=12),
-    )
-    for i, p in enumerate(PANELS):
-        log = dict(minorloglabels="none", exponentformat="power") if p.y_type == "log" else {}
-        layout[_axis(i, "x")] = dict(
-            anchor=_ref(i, "y"),
-            visible=False,
-            title=dict(text=p.x_title, standoff=4),
-            showticklabels=p.kind != "boundary",  # the boundary's coordinates do not reach the page
-        )
-        layout[_axis(i, "y")] = dict(
-            anchor=_ref(i, "x"), visible=False, type=p.y_type, title=dict(text=p.y_title, standoff=4), **log, **p.y_axis
-        )
-    return layout
-
-
-def _grid(panels: Sequence[Panel]) -> tuple[dict, list[dict]]:
-    """Axis domains for ``panels``, two to a row (one alone fills the figure), and their titles.
-    A step axis is titled only at the bottom of its column; spectrum and boundary axes always."""
-    cols = 1 if len(panels) == 1 else 2
-    rows = math.ceil(len(panels) / cols)
-    gap_x, gap_y = 0.1, 0.4 / rows
-    w, h = (1 - gap_x * (cols - 1)) / cols, (1 - gap_y * (rows - 1)) / rows
-    updates, titles = {}, []
-    for i, p in enumerate(PANELS):
-        if p not in panels:
-            updates[_axis(i, "x")] = updates[_axis(i, "y")] = dict(visible=False)
-            continue
-        r, c = divmod(panels.index(p), cols)
-        x0, y1 = c * (w + gap_x), 1 - r * (h + gap_y)
-        bottom = panels.index(p) + cols >= len(panels)
-        x_title = p.x_title if bottom or p.kind != "steps" else ""
-        # rounded: a sum of fractions can land a hair outside [0, 1], which plotly refuses
-        updates[_axis(i, "x")] = dict(visible=True, domain=[round(x0, 6), round(x0 + w, 6)], title_text=x_title)
-        updates[_axis(i, "y")] = dict(visible=True, domain=[round(y1 - h, 6), round(y1, 6)])
-        titles.append(
-            dict(text=f"<b>{html.escape(p.title)}</b>", x=x0 + w / 2, y=y1, xref="paper", yref="paper", name="title")
-            | dict(xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=13))
-        )
-        for note in p.notes:
-            titles.append(
-                {"xref": f"{_ref(i, 'x')} domain", "yref": f"{_ref(i, 'y')} domain", "showarrow": False, **note}
-            )
-    return updates, titles
-
-
 def _hover(name: str, extra: str) -> str:
     return f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(extra)}</extra>"
 
@@ -170,7 +79,7 @@ class Figure:
     earlier runs."""
 
     def __init__(self) -> None:
-        self.widget = LockedFigureWidget(layout=_base_layout())
+        self.widget = LockedFigureWidget(layout=base_layout())
         self.widget.add_class("bpviz-figure")
         self.box = W.Box([self.widget], layout=W.Layout(width="100%"))
         self.box.add_class("bpviz-plot")
@@ -228,7 +137,7 @@ class Figure:
         empty = np.zeros(0, np.float32)
         traces = []
         for p in self._panels:
-            axes = dict(xaxis=_ref(index[p.title], "x"), yaxis=_ref(index[p.title], "y"))
+            axes = dict(xaxis=axis_ref(index[p.title], "x"), yaxis=axis_ref(index[p.title], "y"))
             if p.kind == "boundary":
                 traces += [t.update(**axes) for t in boundary_traces()]
             for s in p.series:
@@ -256,7 +165,7 @@ class Figure:
                             x=x, y=y, name=name, mode="lines", line=line, visible=visible, showlegend=False
                         ).update(hovertemplate=_hover(name, ov.label), **axes)
                     )
-        updates, titles = _grid(self._panels)
+        updates, titles = grid(self._panels)
         with self.widget.changing():
             with self.widget.batch_update():
                 self.widget.data = []
@@ -335,7 +244,7 @@ class Figure:
         loss = next((i for i, p in enumerate(PANELS) if p.title == "loss"), 0)
         if PANELS[loss] not in self._panels:
             return
-        x, y = _ref(loss, "x"), f"{_ref(loss, 'y')} domain"
+        x, y = axis_ref(loss, "x"), f"{axis_ref(loss, 'y')} domain"
         shapes, labels = [], [a for a in self.widget.layout.annotations if a.name not in ("mark",)]
         for step, text, line in self._marks["lr"] + self._marks["diverged"]:
             shapes.append(dict(type="line", x0=step, x1=step, y0=0, y1=1, xref=x, yref=y, line=line))
@@ -347,14 +256,14 @@ class Figure:
             self.widget.layout.shapes = shapes
             self.widget.layout.annotations = labels
 
-    def _y_axis(self, p: Panel):
-        return self.widget.layout[_axis(PANELS.index(p), "y")]
+    def _yaxis_name(self, p: Panel):
+        return self.widget.layout[axis_name(PANELS.index(p), "y")]
 
     def _hold_empty_ranges(self) -> None:
         """Panels with an ``empty_range`` show it until their first point arrives (then autorange)."""
         for p in self._panels:
             if p.empty_range is not None:
-                self._y_axis(p).update(range=list(p.empty_range), autorange=False)
+                self._yaxis_name(p).update(range=list(p.empty_range), autorange=False)
 
     def _set_x_range(self, step: int) -> None:
         end = x_extent(step, self._session.cfg.steps)
@@ -362,7 +271,7 @@ class Figure:
             self._x_end = end
             for i, p in enumerate(PANELS):
                 if p.kind == "steps" and p in self._panels:
-                    self.widget.layout[_axis(i, "x")].update(range=[0, end], autorange=False)
+                    self.widget.layout[axis_name(i, "x")].update(range=[0, end], autorange=False)
 
     def draw(self, snapshot: dict, report: dict | None) -> bool:
         """Send the series that changed since the last draw; False if nothing had."""
@@ -394,7 +303,7 @@ class Figure:
             self._set_x_range(int(snapshot["step"]))
             for p in self._panels:
                 if p.empty_range is not None and any(s.name in updates for s in p.series):
-                    self._y_axis(p).autorange = True
+                    self._yaxis_name(p).autorange = True
             for trace in self.widget.data:
                 if trace.name in updates:
                     trace.x, trace.y, mode = updates[trace.name]

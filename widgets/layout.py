@@ -12,6 +12,15 @@ import html
 
 import ipywidgets as W
 
+TITLE = (
+    '<div style="line-height:1.35"><b style="font-size:15px">bpviz</b>: why back-propagation trains some '
+    "networks well and others badly. Pick a preset or change the network, press <b>Start</b>, and watch the "
+    "loss next to the condition numbers of every block's local Hessian (a change of network starts a new run).</div>"
+)
+#: settings the projector layout leaves out (with the optimizer's options and "more settings"), so
+#: that what a demonstration changes fits a 1280×720 screen
+PROJECTOR_HIDES = ("init_std", "batch_size", "steps", "seed", "hessian_every")
+PRESENT_TIP = "Projector layout: fewer controls, larger type; the share link keeps it"
 SIDE_WIDTH = 330  # px: the control column
 CSS = f"""
 .bpviz-app {{ height: calc(100vh - 20px); overflow: hidden; align-items: stretch; }}

@@ -1,0 +1,69 @@
+"""plotly's code served once (no browser): plotly_once's FigureWidget is plotly's own unless
+bin/serve_voila.py serves the bundle, then a short import of it behind Voila's base URL; the server's
+handler caches the bundle only under the URL that names its bytes."""
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("plotly")
+pytest.importorskip("voila")
+
+import bpviz.widgets.plotly_once as plotly_once  # noqa: E402
+from tornado.testing import AsyncHTTPTestCase  # noqa: E402
+from tornado.web import Application  # noqa: E402
+
+ENV = ("BPVIZ_PLOTLY_BUNDLE", "VOILA_BASE_URL")
+_spec = importlib.util.spec_from_file_location(
+    "serve_voila", Path(__file__).resolve().parents[1] / "bin/serve_voila.py"
+)
+serve_voila = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serve_voila)
+
+
+@pytest.fixture
+def reload_with(monkeypatch):
+    """plotly_once imported again under the given environment (and once more, as it was, afterwards)."""
+
+    def reload(**env: str):
+        for name in ENV:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return importlib.reload(plotly_once)
+
+    yield reload
+    monkeypatch.undo()
+    importlib.reload(plotly_once)
+
+
+@pytest.mark.parametrize("env", [{}, {"VOILA_BASE_URL": "/"}], ids=["jupyterlab", "plain voila"])
+def test_plotlys_own_bundle_where_no_server_serves_it(reload_with, env):
+    module = reload_with(**env)
+    assert module.FigureWidget._esm is module.go.FigureWidget._esm
+    assert module.FigureWidget()._esm == serve_voila.BUNDLE.read_text(encoding="utf-8")
+
+
+def test_under_serve_voila_the_widget_imports_the_bundle_behind_the_base_url(reload_with):
+    module = reload_with(BPVIZ_PLOTLY_BUNDLE="bpviz/plotly/widgetbundle.js?v=abc", VOILA_BASE_URL="/hub/user/ada/")
+    esm = module.FigureWidget()._esm
+    assert len(esm) < 300, esm
+    assert 'await import(new URL("/hub/user/ada/bpviz/plotly/widgetbundle.js?v=abc", document.baseURI)' in esm
+    assert "export default bundle.default;" in esm
+
+
+class TestBundleHandler(AsyncHTTPTestCase):
+    def get_app(self) -> Application:
+        return Application([(r"/b/(widgetbundle\.js)", serve_voila.BundleHandler)])
+
+    def test_cached_for_a_year_only_under_the_url_naming_its_bytes(self):
+        version = serve_voila.BundleHandler.get_content_version(str(serve_voila.BUNDLE))
+        response = self.fetch(f"/b/widgetbundle.js?v={version}")
+        assert response.code == 200 and len(response.body) == serve_voila.BUNDLE.stat().st_size
+        assert response.headers["Cache-Control"] == "max-age=31536000, immutable"
+        for url in ("/b/widgetbundle.js", "/b/widgetbundle.js?v=stale"):
+            assert self.fetch(url).headers["Cache-Control"] == "no-cache"
+        etag = response.headers["Etag"]
+        assert self.fetch("/b/widgetbundle.js", headers={"If-None-Match": etag}).code == 304
