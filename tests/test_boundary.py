@@ -1,6 +1,7 @@
 """The decision-boundary payload: what it covers, that it is the model's own prediction, its bounds."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -108,6 +109,9 @@ def test_the_session_keeps_the_latest_boundary_at_each_evaluation():
     assert snapshot["boundary"]["step"] == 120 and snapshot["boundary"] is session.boundary
     evaluated = snapshot["history"]["test_accuracy"]["step"]
     assert evaluated == [50, 100, 120]
+    deadline = time.monotonic() + 10  # the callback runs on a thread of its own: let it catch up
+    while (not seen or seen[-1] != 120) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert seen and set(seen) <= {0, *evaluated} and seen[-1] == 120 and seen == sorted(seen)
     session.reset()
     assert session.snapshot()["boundary"]["step"] == 0

@@ -12,7 +12,6 @@ pytest.importorskip("plotly")
 pytest.importorskip("voila")
 
 import bpviz.widgets.plotly_once as plotly_once  # noqa: E402
-from tornado.testing import AsyncHTTPTestCase  # noqa: E402
 from tornado.web import Application  # noqa: E402
 
 ENV = ("BPVIZ_PLOTLY_BUNDLE", "VOILA_BASE_URL")
@@ -54,16 +53,56 @@ def test_under_serve_voila_the_widget_imports_the_bundle_behind_the_base_url(rel
     assert "export default bundle.default;" in esm
 
 
-class TestBundleHandler(AsyncHTTPTestCase):
-    def get_app(self) -> Application:
-        return Application([(r"/b/(widgetbundle\.js)", serve_voila.BundleHandler)])
+@pytest.fixture
+def bundle_server():
+    """bin/serve_voila.py's bundle handler on a port of its own, served from a thread with its own
+    event loop (a test's loop may already be running in this one), fetched with urllib."""
+    import asyncio
+    import threading
 
-    def test_cached_for_a_year_only_under_the_url_naming_its_bytes(self):
-        version = serve_voila.BundleHandler.get_content_version(str(serve_voila.BUNDLE))
-        response = self.fetch(f"/b/widgetbundle.js?v={version}")
-        assert response.code == 200 and len(response.body) == serve_voila.BUNDLE.stat().st_size
-        assert response.headers["Cache-Control"] == "max-age=31536000, immutable"
-        for url in ("/b/widgetbundle.js", "/b/widgetbundle.js?v=stale"):
-            assert self.fetch(url).headers["Cache-Control"] == "no-cache"
-        etag = response.headers["Etag"]
-        assert self.fetch("/b/widgetbundle.js", headers={"If-None-Match": etag}).code == 304
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    sockets = bind_sockets(0, "127.0.0.1")
+    port = sockets[0].getsockname()[1]
+    ready, loop_box = threading.Event(), []
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server = HTTPServer(Application([(r"/b/(widgetbundle\.js)", serve_voila.BundleHandler)]))
+        server.add_sockets(sockets)
+        loop_box.append(loop)
+        ready.set()
+        loop.run_forever()
+        server.stop()
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield f"http://127.0.0.1:{port}"
+    loop_box[0].call_soon_threadsafe(loop_box[0].stop)
+    thread.join(10)
+
+
+def fetch(url: str, **headers: str) -> tuple[int, dict, bytes]:
+    """Status, headers and body of a GET (a 304 is an answer, not an error)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as answer:
+        return answer.code, dict(answer.headers), b""
+
+
+def test_cached_for_a_year_only_under_the_url_naming_its_bytes(bundle_server):
+    version = serve_voila.BundleHandler.get_content_version(str(serve_voila.BUNDLE))
+    code, headers, body = fetch(f"{bundle_server}/b/widgetbundle.js?v={version}")
+    assert code == 200 and len(body) == serve_voila.BUNDLE.stat().st_size
+    assert headers["Cache-Control"] == "max-age=31536000, immutable"
+    for url in ("/b/widgetbundle.js", "/b/widgetbundle.js?v=stale"):
+        assert fetch(bundle_server + url)[1]["Cache-Control"] == "no-cache"
+    assert fetch(f"{bundle_server}/b/widgetbundle.js", **{"If-None-Match": headers["Etag"]})[0] == 304
