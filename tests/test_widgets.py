@@ -1,6 +1,7 @@
 """Headless widget tests (no kernel, no browser): wiring, presets, URL round trip, buttons."""
 
 import html
+import json
 import time
 
 import numpy as np
@@ -556,3 +557,29 @@ def test_the_step_axes_end_with_a_short_run_and_grow_with_a_long_one():
     assert x_extent(0, 400) == x_extent(399, 400) == 400  # a short run: the whole run from the start
     assert x_extent(0, 200_000) == 100 and x_extent(90, 200_000) == 200 and x_extent(900, 200_000) == 2000
     assert x_extent(190_000, 200_000) == 200_000  # never past the run's end
+
+
+def test_a_teachers_lock_keeps_a_setting_whatever_asks_to_change_it(app):
+    a = app("lr=0.05&optimizer=sgd&lr_lock=true&options_lock=true&preset_lock=true&depth_hide=true")
+    assert a.controls["lr"].disabled and a.preset.disabled and a.lesson.load_btn.disabled
+    assert all(w.disabled for w in a.option_widgets.values()) and not a.controls["depth"].disabled
+    assert a.share.value.endswith("&depth_hide=true&lr_lock=true&options_lock=true&preset_lock=true")
+    a.publisher.put("edit", {"lr": 0.3})  # a page edited by hand: refused, named
+    assert wait_for(lambda: "lr is locked" in a.message.value) and a.cfg.lr == 0.05
+    depth = a.cfg.depth + 1
+    a.json.value = json.dumps({**a.cfg.to_dict(), "lr": 0.3, "depth": depth, "name": ""})
+    a.load_json_btn.click()  # the JSON box changes depth, but not the locked step size
+    assert wait_for(lambda: a.cfg.depth == depth) and a.cfg.lr == 0.05 and a.session.cfg.lr == 0.05
+    assert "kept as the teacher's link locks them: lr" in html.unescape(a.message.value)
+    a.controls["optimizer"].value = "sa_sgd"  # options locked: the new optimizer's controls too
+    assert wait_for(lambda: a.cfg.optimizer == "sa_sgd")
+    assert a.option_widgets and all(w.disabled for w in a.option_widgets.values())
+
+
+def test_editing_a_presets_setting_makes_the_settings_custom(app):
+    a = app()
+    a.preset.value = "deep-tanh-gaussian"
+    assert wait_for(lambda: a.cfg.name == "deep-tanh-gaussian" and "is loaded" in a.lesson.loaded.value)
+    a.controls["depth"].value = 3
+    assert wait_for(lambda: a.cfg.depth == 3 and a.preset.value == "" and a.lesson.loaded.value == "")
+    assert a.preset_note.value == ""

@@ -29,7 +29,7 @@ from .controls import SERVER_ONLY, STYLE, ConfigControls, from_link, page_fields
 from .figure import Figure
 from .flow import PageFlow
 from .grid import ALL, VIEWS
-from .layout import PRESENT_TIP, PROJECTOR_HIDES, TITLE, secondary, share_link, style
+from .layout import PRESENT_TIP, PROJECTOR_HIDES, TITLE, disable_all, secondary, share_link, style
 from .lesson import LessonGuide
 from .overlays import Overlays
 from .publisher import Publisher
@@ -169,6 +169,12 @@ class Dashboard:
         hideable = {**self.controls, **sections, "preset": self.preset, "options": self.form.options_box}
         for name in self.flags.hidden:
             hideable[name].layout.display = "none"
+        # locked: shown but not editable; _switch keeps the locked fields whatever asks to change them
+        self.form.lock(self.flags.locked)
+        for name in self.flags.locked & {"preset", "lesson", "compare", "share"}:
+            disable_all(hideable[name])
+        if "preset" in self.flags.locked:  # the lesson's buttons load presets
+            disable_all(self.lesson.load_btn)
         toolbar = W.HBox([self.view, self.present, self.status], layout=W.Layout(align_items="center"))
         self.single = tag(W.Box([self.figure.box, self.figure.explain]), "single")
         main = tag(W.VBox([toolbar, self.message, self.hessian_note, self.figure.key, self.single]), "main")
@@ -212,20 +218,37 @@ class Dashboard:
 
     def _adopt(self, session: TrainingSession) -> None:
         self.session, self.cfg = session, session.cfg
+        if self.preset.value and session.cfg.name != self.preset.value:
+            self.preset.value = ""  # custom settings now: the menu and the lesson say so
         self._show(session.cfg)
         self.overlays.new_run(session.cfg)
         self.figure.new_run(session, self.overlays)
         self.compare.list_saved()
 
-    def _switch(self, cfg: RunConfig, checkpoint: Path | None = None) -> bool:
+    def _locked_fields(self) -> set[str]:
+        """The config's fields the teacher's link locked (the optimizer's options count as one)."""
+        return (self.flags.locked & set(self.controls)) | (
+            {"optimizer_options"} if "options" in self.flags.locked else set()
+        )
+
+    def _switch(self, cfg: RunConfig, checkpoint: Path | None = None, note: str = "") -> bool:
         """A new run of ``cfg`` (going on from ``checkpoint`` if given), which becomes the state; the
-        run it replaces stays as an overlay. Settings that cannot start (a dataset this server cannot
-        load, a checkpoint of another config) change nothing."""
+        run it replaces stays as an overlay. Locked fields keep their values (the message says
+        which). Settings that cannot start (a dataset this server cannot load, a checkpoint of
+        another config) change nothing; ``note`` is said with the message of the kept fields."""
+        kept = {n: getattr(self.cfg, n) for n in self._locked_fields() if getattr(cfg, n) != getattr(self.cfg, n)}
+        if "optimizer" in kept:  # another optimizer's options would not fit the locked one
+            kept["optimizer_options"] = self.cfg.optimizer_options
         try:
+            if kept:
+                cfg = cfg.replace(name="", **kept)
             session = self._session(cfg, checkpoint)
         except (ValueError, ImportError) as exc:
             self._say(f"settings not applied: {exc}", "error")
             return False
+        notes = [f"kept as the teacher's link locks them: {', '.join(sorted(kept))}"] if kept else []
+        if notes or note:
+            self._say("; ".join(notes + [note] if note else notes), "warn")
         old = self.session
         self.overlays.keep(old)
         if old.state in (State.RUNNING, State.PAUSED):
@@ -242,6 +265,10 @@ class Dashboard:
         """A control's edit becomes the state if ``RunConfig`` takes it; else the controls go back
         to the state and the message names the field."""
         (name,) = changes
+        if name in self._locked_fields():  # its control is disabled; a page edited by hand is refused
+            self._say(f"{name} is locked by the teacher's link", "error")
+            self._show(self.cfg)
+            return
         if name == "optimizer":  # another algorithm: its own options, at their defaults
             changes = {**changes, "optimizer_options": {}}
         try:
@@ -311,8 +338,8 @@ class Dashboard:
         except (ConfigError, ValueError, AttributeError) as exc:
             self._say(f"settings not applied: {exc}", "error")
             return
-        if self._switch(cfg) and blocked:
-            self._say(f"Ignored from the JSON: {', '.join(blocked)} (set by the server, not the page)", "warn")
+        note = f"Ignored from the JSON: {', '.join(blocked)} (set by the server, not the page)" if blocked else ""
+        self._switch(cfg, note=note)
 
     def _remove_runs(self, _: None) -> None:
         self._drop_overlays(self.overlays.shown)

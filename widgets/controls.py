@@ -190,6 +190,7 @@ class ConfigControls:
         self.options_box = tag(W.VBox(layout=W.Layout(margin="0 0 0 20px")), "options")
         self.option_widgets: dict[str, W.Widget] = {}
         self._optimizer: str | None = None
+        self._locked: set[str] = set()
         self.show(cfg)
         for name, widget in self.widgets.items():
             widget.observe(
@@ -232,6 +233,19 @@ class ConfigControls:
         finally:
             self._local.showing = False
 
+    def lock(self, names: set[str]) -> None:
+        """Disable the controls of ``names`` (fields, or "options" for the optimizer's options),
+        including option controls made later for another optimizer."""
+        self._locked = set(names)
+        for name in self._locked & set(self.widgets):
+            self.widgets[name].disabled = True
+        self._lock_options()
+
+    def _lock_options(self) -> None:
+        if "options" in self._locked:
+            for widget in self.option_widgets.values():
+                widget.disabled = True
+
     def _show_options(self, optimizer: str, values: dict) -> None:
         """One control per option the optimizer declares, showing ``values`` or the default; a new
         optimizer gets new controls."""
@@ -249,3 +263,4 @@ class ConfigControls:
             old.close()
         self.option_widgets, self._optimizer = widgets, optimizer
         self.options_box.children = list(widgets.values())
+        self._lock_options()

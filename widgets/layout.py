@@ -50,6 +50,14 @@ def secondary(widget: W.Widget) -> W.Widget:
     return widget
 
 
+def disable_all(widget: W.Widget) -> None:
+    """Disable ``widget`` and every control inside it (a locked section stays readable)."""
+    if hasattr(widget, "disabled"):
+        widget.disabled = True
+    for child in getattr(widget, "children", ()):
+        disable_all(child)
+
+
 def share_link(query: str, page_url: str = "") -> str:
     """The share section's full link and its copy button. The link's target is relative, so the
     browser makes it absolute from the page's own address (behind any proxy or prefix), and the

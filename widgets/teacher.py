@@ -1,6 +1,7 @@
 """Teacher flags in a link: ``<control>_hide=true`` hides that control, as TensorFlow Playground's
-``*_hide`` does, so a class sees only what the lesson is about; ``present=true`` opens the projector
-layout and ``view=<panel>`` one panel alone, large.
+``*_hide`` does, so a class sees only what the lesson is about; ``<control>_lock=true`` shows it but
+keeps it at the link's value (presets, the JSON box and the lesson cannot change it either);
+``present=true`` opens the projector layout and ``view=<panel>`` one panel alone, large.
 
 A convenience, not security: a student who edits the URL gets every control back (README says so).
 The flags stay in the page's share link, so a link copied from a teacher's page keeps them.
@@ -12,7 +13,8 @@ import urllib.parse
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-SUFFIX = "_hide"
+#: a flag's suffix and the PageFlags set it fills
+SUFFIXES = {"_hide": "hidden", "_lock": "locked"}
 #: controls a flag may name besides the settings' own: the preset menu, the optimizer's options,
 #: the lesson, compare and share sections
 EXTRA = ("preset", "options", "lesson", "compare", "share")
@@ -24,12 +26,13 @@ class PageFlags:
     """What a link asks of the page besides the run's settings."""
 
     hidden: set[str] = field(default_factory=set)
+    locked: set[str] = field(default_factory=set)
     present: bool = False
     view: str = ""
 
     def query(self) -> str:
         """The flags as they go back into a share link."""
-        flags = [f"&{name}{SUFFIX}=true" for name in sorted(self.hidden)]
+        flags = [f"&{name}{suffix}=true" for suffix, kind in SUFFIXES.items() for name in sorted(getattr(self, kind))]
         flags += ["&present=true"] if self.present else []
         flags += [f"&view={urllib.parse.quote(self.view)}"] if self.view else []
         return "".join(flags)
@@ -46,12 +49,13 @@ def split_flags(query: str, controls: set[str], views: Collection[str]) -> tuple
                 flags.view = value
             else:
                 notes.append(f"view={value} (allowed: {', '.join(views)})")
-        elif name == "present" or name.endswith(SUFFIX):
-            control = name[: -len(SUFFIX)] if name != "present" else ""
+        elif name == "present" or name.endswith(tuple(SUFFIXES)):
+            suffix = next((end for end in SUFFIXES if name.endswith(end)), "")
+            control = name[: -len(suffix)] if suffix else ""
             if control and control not in allowed:
                 notes.append(f"{name} (no control named {control!r}; allowed: {', '.join(sorted(allowed))})")
             elif value.lower() in TRUE and control:
-                flags.hidden.add(control)
+                getattr(flags, SUFFIXES[suffix]).add(control)
             elif value.lower() in TRUE:
                 flags.present = True
             elif value.lower() not in FALSE:

@@ -168,13 +168,15 @@ def test_a_teachers_link_hides_the_controls_it_names(page, voila_server):
     open_app(
         page,
         voila_server.url + "?" + LONG + "&preset_hide=true&optimizer_hide=true&options_hide=true"
-        "&compare_hide=true&share_hide=true&init=orthogonal",
+        "&compare_hide=true&share_hide=true&init=orthogonal&init_lock=true",
     )
     for hidden in (".bpviz-preset", ".bpviz-optimizer", ".bpviz-options", ".bpviz-share"):
         expect(page.locator(hidden)).to_be_hidden()
     for shown in (".bpviz-depth", ".bpviz-init", ".bpviz-bn", ".bpviz-lr", ".bpviz-start"):
         expect(page.locator(shown)).to_be_visible()
     expect(page.locator(".bpviz-init select")).to_have_value("orthogonal")
+    expect(page.locator(".bpviz-init select")).to_be_disabled()  # locked: shown, greyed out
+    expect(page.locator(".bpviz-depth input")).to_be_enabled()
     start(page)
     wait_points(page, "batch loss", n=2)
     screenshot(page, "08-teacher-link-hides-preset-optimizer-compare-share")
