@@ -13,6 +13,7 @@ pytest.importorskip("plotly")
 from bpviz.widgets.app import Dashboard  # noqa: E402
 from bpviz.widgets.figure import shown_blocks  # noqa: E402
 from bpviz.widgets.overlays import describe_run  # noqa: E402
+from bpviz.widgets.panels import PALETTE  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
 from bpviz.config import RunConfig  # noqa: E402
@@ -176,6 +177,16 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
 
     assert wait_for(lambda: grid() == (48, 48))
     assert all(len(row) == 48 for row in trace(a, "decision boundary").z)
+    # placed on the plane the engine evaluated, with the training points coloured by their class
+    sent = a.session.snapshot()["boundary"]
+    heatmap, points = trace(a, "decision boundary"), trace(a, "training points")
+    cells = heatmap.x0 + heatmap.dx * np.arange(48), heatmap.y0 + heatmap.dy * np.arange(48)
+    assert np.allclose(cells[0], sent["x"], atol=1e-4) and np.allclose(cells[1], sent["y"], atol=1e-4)
+    assert np.allclose(points.x, sent["points"]["x"], atol=1e-6) and 0 < len(points.x) <= 300
+    assert [PALETTE.index(c) for c in points.marker.color] == sent["points"]["label"]
+    # sent once a run, so kept in the state a page that connects later starts from
+    kept = {t["name"]: t for t in a.fig._widget_data}
+    assert kept["decision boundary"]["x0"] == heatmap.x0 and len(kept["training points"]["x"]) == len(points.x)
 
 
 def test_labels_say_what_a_run_was_in_every_setting_the_runs_differ_in():

@@ -118,7 +118,9 @@ class Figure:
     def _keep_state(self) -> None:
         """The figure now is also the state a page that connects later starts from: a FigureWidget
         inside a Box keeps the state it was created with (Voila renders after the notebook ran), and
-        only later deltas would reach such a page, which would start from an empty plot."""
+        only later deltas would reach such a page, which would start from an empty plot. Kept again
+        whenever a property that is sent once changes (the decision boundary's grid and points, a
+        trace's mode, marks): the series sent at every draw bring themselves up to date."""
         self.widget._widget_data = deepcopy(self.widget._data)
         self.widget._widget_layout = deepcopy(self.widget._layout_obj._props)
 
@@ -220,6 +222,7 @@ class Figure:
             for trace in self.widget.data:
                 if trace.name in self._overlay_of:
                     trace.visible = True if self._overlay_of[trace.name] in overlays.shown else "legendonly"
+            self._keep_state()
         self._show_key(overlays)
 
     def mark_divergence(self, step: int) -> None:
@@ -252,9 +255,11 @@ class Figure:
                 dict(text=text, name="mark", x=step, y=1, xref=x, yref=y, xanchor="right", yanchor="top")
                 | dict(showarrow=False, textangle=0, font=dict(size=10, color=line["color"]))
             )
-        with self.widget.changing(), self.widget.batch_update():
-            self.widget.layout.shapes = shapes
-            self.widget.layout.annotations = labels
+        with self.widget.changing():
+            with self.widget.batch_update():
+                self.widget.layout.shapes = shapes
+                self.widget.layout.annotations = labels
+            self._keep_state()
 
     def _yaxis_name(self, p: Panel):
         return self.widget.layout[axis_name(PANELS.index(p), "y")]
@@ -265,18 +270,21 @@ class Figure:
             if p.empty_range is not None:
                 self._yaxis_name(p).update(range=list(p.empty_range), autorange=False)
 
-    def _set_x_range(self, step: int) -> None:
+    def _set_x_range(self, step: int) -> bool:
+        """Widen the step axes to what ``step`` needs; whether they changed."""
         end = x_extent(step, self._session.cfg.steps)
-        if end != self._x_end:
-            self._x_end = end
-            for i, p in enumerate(PANELS):
-                if p.kind == "steps" and p in self._panels:
-                    self.widget.layout[axis_name(i, "x")].update(range=[0, end], autorange=False)
+        if end == self._x_end:
+            return False
+        self._x_end = end
+        for i, p in enumerate(PANELS):
+            if p.kind == "steps" and p in self._panels:
+                self.widget.layout[axis_name(i, "x")].update(range=[0, end], autorange=False)
+        return True
 
     def draw(self, snapshot: dict, report: dict | None) -> bool:
         """Send the series that changed since the last draw; False if nothing had."""
         history = snapshot["history"]
-        updates = {}
+        updates, bounded = {}, len(self._bounded)
         for trace in self.widget.data:
             key = self._keys.get(trace.name)
             if key is not None and key not in history and key.startswith("cond/"):
@@ -299,8 +307,9 @@ class Figure:
             return False
         if lr_marks:
             self._draw_marks()
+        once = len(self._bounded) > bounded  # whether a property sent only this once changed (_keep_state)
         with self.widget.changing(), self.widget.batch_update():
-            self._set_x_range(int(snapshot["step"]))
+            once = self._set_x_range(int(snapshot["step"]))
             for p in self._panels:
                 if p.empty_range is not None and any(s.name in updates for s in p.series):
                     self._yaxis_name(p).autorange = True
@@ -308,19 +317,24 @@ class Figure:
                 if trace.name in updates:
                     trace.x, trace.y, mode = updates[trace.name]
                     if trace.mode != mode:
-                        trace.mode = mode
+                        trace.mode, once = mode, True
                 elif trace.name in spectra:
                     trace.x, trace.y, estimated = spectra[trace.name]
-                    if estimated:
+                    if estimated and trace.line.dash != "dashdot":
+                        once = True
                         trace.line.dash = "dashdot"
                         trace.hovertemplate = (
                             f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
                             "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>"
                         )
         if new_boundary:  # an update of its own: plotly merges one batch's changes per property
+            once = once or "boundary" not in self._pushed  # the grid's place and the points: once a run
             self._pushed["boundary"] = boundary["step"]
             with self.widget.changing(), self.widget.batch_update():
                 update_boundary(self.widget.data, boundary)
+        if once:
+            with self.widget.changing():
+                self._keep_state()
         return True
 
     def _mark_bound(self, trace, key: str, history: dict) -> str | None:

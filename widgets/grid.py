@@ -71,7 +71,6 @@ def base_layout() -> go.Layout:
             anchor=axis_ref(i, "y"),
             visible=False,
             title=dict(text=p.x_title, standoff=4),
-            showticklabels=p.kind != "boundary",  # the boundary's coordinates do not reach the page
         )
         layout[axis_name(i, "y")] = dict(
             anchor=axis_ref(i, "x"),

@@ -146,11 +146,11 @@ PANELS = (
         "input 1",
         "input 2",
         kind="boundary",
-        y_axis=dict(showticklabels=False),
         when=lambda cfg: cfg.dataset in PLANE_DATASETS,
         short="decision boundary",
         explain="The class the network predicts at each point of the plane around the training data (one colour "
-        "per class; darker = more confident). Good: the regions take the data's shape (two interleaved spirals). "
+        "per class; darker = more confident), with the training points in their class's colour. "
+        "Good: the regions take the data's shape (two interleaved spirals). "
         "Bad: one straight cut, or one colour everywhere (nothing learned yet).",
     ),
 )

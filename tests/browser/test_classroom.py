@@ -2,7 +2,8 @@
 
 What a class sees at 1280×720: everything on one screen without the page scrolling, no panel title
 over another title or axis title, no button label cut; a 2-D dataset's decision boundary filling
-live (its class map); an earlier run labelled with the step sizes it really used after a mid-run change.
+live (its class map on the plane's coordinates, the training points on top); an earlier run
+labelled with the step sizes it really used after a mid-run change.
 """
 
 from __future__ import annotations
@@ -44,12 +45,20 @@ def test_the_projector_layout_fits_1280x720_and_draws_the_decision_boundary(page
         expect(page.locator(hidden).first).to_be_hidden()
     start(page)
     wait_points(page, "batch loss", n=2)
-    page.wait_for_function(
+    page.wait_for_function(  # the class map, placed on the plane, and the training points on it
         """() => { const gd = document.querySelector('.js-plotly-plot');
                    const t = gd && gd.data.find(t => t.name === 'decision boundary');
-                   return !!(t && t.z && t.z.length > 10); }""",
+                   const p = gd && gd.data.find(t => t.name === 'training points');
+                   return !!(t && t.z && t.z.length > 10 && Number.isFinite(t.x0) && t.dx > 0
+                             && p && p.x && p.x.length > 10); }""",
         timeout=60_000,
     )
+    ticks = page.evaluate(  # the boundary's axes carry coordinates: the plane spans the spirals
+        """() => { const gd = document.querySelector('.js-plotly-plot');
+                   const t = gd.data.find(t => t.name === 'decision boundary');
+                   return gd._fullLayout[t.xaxis.replace('x', 'xaxis')].range; }"""
+    )
+    assert ticks[0] < -1 and ticks[1] > 1, ticks
     size = page.evaluate(
         "() => [document.scrollingElement.scrollHeight, window.innerHeight, "
         "document.scrollingElement.scrollWidth, window.innerWidth]"
