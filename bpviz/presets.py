@@ -73,7 +73,7 @@ _LARGE_STEP = RunConfig(
 # 3 blocks x 64, Kaiming, plain SGD lr 0.15, batch 64, 1000 steps (~0.7 s on one CPU thread). Measured
 # (seeds 0/1/2) with bpviz.train.run(get_preset(name).replace(seed=s, device="cpu"), eval_every=100):
 # relu: train loss 0.041/0.041/0.031, train accuracy 0.989/0.988/0.988 (test 0.978/0.988/0.988); it is
-# 0.60-0.87 at steps 100-500 and first reaches 0.98 at step 600-800, so the boundary has a story to tell.
+# 0.60-0.87 at steps 100-500 and first reaches 0.98 at step 600-900, so the boundary has a story to tell.
 # linear: train loss 0.660/0.660/0.660, train accuracy 0.633/0.613/0.608 (test 0.614/0.640/0.620).
 _SPIRALS = RunConfig(
     dataset="spirals",

@@ -21,6 +21,8 @@ def test_every_step_names_a_preset_and_panels_that_exist():
 
 def test_the_lesson_follows_the_readme_order():
     assert [s.preset for s in LESSON] == [
+        "spirals-linear",
+        "spirals-relu",
         "deep-tanh-gaussian",
         "deep-tanh-orthogonal",
         "deep-tanh-skip",

@@ -122,3 +122,45 @@ def test_an_earlier_run_is_labelled_with_the_step_sizes_it_used(page, voila_serv
     assert any(label.fullmatch(t) for t in trace_names(page)), trace_names(page)
     expect(page.locator(".bpviz-key")).to_contain_text(f"{used:.3g}")
     screenshot(page, "13-overlay-labelled-with-the-step-sizes-used")
+
+
+FOCUSED_IN_JS = "(selector) => !!(document.activeElement && document.activeElement.closest(selector))"
+
+
+def tab_to(page, selector: str, backwards: bool = False, limit: int = 120) -> None:
+    """Press Tab (Shift+Tab backwards) until the keyboard focus is inside ``selector``."""
+    for _ in range(limit):
+        if page.evaluate(FOCUSED_IN_JS, selector):
+            return
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+    raise AssertionError(f"{selector} not reached with {limit} presses of {'Shift+' if backwards else ''}Tab")
+
+
+def test_the_lesson_can_be_followed_with_the_keyboard_alone(page, voila_server):
+    """No mouse: Tab to the lesson's load button, Enter loads its preset, Tab back to Start, Enter
+    trains; Next moves the lesson on; the focused control is visibly marked."""
+    open_app(page, voila_server.url + "?" + LONG)
+    expect(page.locator(".bpviz-lesson-counter")).to_contain_text("Step 1 of")
+    tab_to(page, ".bpviz-lesson-load")
+    outline = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.boxShadow]; }"
+    )
+    assert outline[0] != "none" or outline[1] != "none", outline  # the focus is visible
+    page.keyboard.press("Enter")
+    expect(page.locator(".bpviz-lesson-loaded")).to_contain_text("spirals-linear is loaded", timeout=30_000)
+    expect(page.locator(".bpviz-preset select")).to_have_value("spirals-linear")
+    tab_to(page, ".bpviz-start", backwards=True)
+    page.keyboard.press("Enter")
+    expect(page.locator(".bpviz-status")).to_contain_text("running", timeout=30_000)
+    wait_points(page, "batch loss", n=2)
+    page.wait_for_function(  # the lesson's first picture: the class map with the points on it
+        """() => { const gd = document.querySelector('.js-plotly-plot');
+                   const p = gd && gd.data.find(t => t.name === 'training points');
+                   return !!(p && p.x && p.x.length > 10); }""",
+        timeout=60_000,
+    )
+    tab_to(page, ".bpviz-lesson-next")
+    page.keyboard.press("Enter")
+    expect(page.locator(".bpviz-lesson-counter")).to_contain_text("Step 2 of")
+    expect(page.locator(".bpviz-lesson-load")).to_contain_text("spirals-relu")
+    screenshot(page, "14-lesson-followed-with-the-keyboard")
