@@ -589,8 +589,10 @@ def test_a_teachers_lock_keeps_a_setting_whatever_asks_to_change_it(app):
 
 def test_editing_a_presets_setting_makes_the_settings_custom(app):
     a = app()
-    a.preset.value = "deep-tanh-gaussian"
-    assert wait_for(lambda: a.cfg.name == "deep-tanh-gaussian" and "is loaded" in a.lesson.loaded.value)
-    a.controls["depth"].value = 3
-    assert wait_for(lambda: a.cfg.depth == 3 and a.preset.value == "" and a.lesson.loaded.value == "")
+    name = a.lesson.step.preset  # the lesson's step says when its preset is loaded
+    a.preset.value = name
+    assert wait_for(lambda: a.cfg.name == name and "is loaded" in a.lesson.loaded.value)
+    depth = a.cfg.depth + 1
+    a.controls["depth"].value = depth
+    assert wait_for(lambda: a.cfg.depth == depth and a.preset.value == "" and a.lesson.loaded.value == "")
     assert a.preset_note.value == ""

@@ -80,6 +80,9 @@ class Figure:
 
     def __init__(self) -> None:
         self.widget = LockedFigureWidget(layout=base_layout())
+        # plotly's widget re-fits its width to the window only when told so: under anywidget (Voila)
+        # no resize message reaches it, so a window made narrower would cut the figure off
+        self.widget._config = {**self.widget._config, "responsive": True}
         self.widget.add_class("bpviz-figure")
         self.box = W.Box([self.widget], layout=W.Layout(width="100%"))
         self.box.add_class("bpviz-plot")

@@ -164,3 +164,23 @@ def test_the_lesson_can_be_followed_with_the_keyboard_alone(page, voila_server):
     expect(page.locator(".bpviz-lesson-counter")).to_contain_text("Step 2 of")
     expect(page.locator(".bpviz-lesson-load")).to_contain_text("spirals-relu")
     screenshot(page, "14-lesson-followed-with-the-keyboard")
+
+
+FIGURE_FIT_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
+    const svg = gd.querySelector('.main-svg').getBoundingClientRect();
+    return [svg.width, gd.parentElement.getBoundingClientRect().width, window.innerWidth]; }"""
+
+
+def test_the_figure_follows_the_window_when_it_is_resized(page, voila_server):
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    open_app(page, voila_server.url + "?" + LONG + "&depth=3")
+    wide = page.evaluate(FIGURE_FIT_JS)
+    assert wide[0] > 1400, wide
+    for width in (1280, 1024, 1600):  # narrower: nothing cut off at the right; wider: the space is used
+        page.set_viewport_size({"width": width, "height": 800})
+        page.wait_for_function(
+            f"() => {{ const [svg, box, win] = ({FIGURE_FIT_JS})(); return Math.abs(svg - box) < 2 && svg < win; }}",
+            timeout=10_000,
+        )
+        assert overlapping(page.evaluate(TEXT_BOXES_JS)) == []
+    screenshot(page, "15-resized-to-1600x800")
