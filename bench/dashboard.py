@@ -17,7 +17,8 @@ Prints, for one server start and one page:
   websocket frame on every open; served over HTTP (bin/serve_voila.py) it is one HTTP response,
   which the second open takes from the cache.
 - sustained updates per second reaching the browser: ``plotly_afterplot`` events and changes of the
-  ``batch loss`` trace's last step, counted in the page over --window seconds. Goal: >= 10/s.
+  ``batch loss`` trace's last step, counted in the page over --window seconds. Goal: >= 10/s. And
+  the mean time of one redraw (``plotly_beforeplot`` to ``plotly_afterplot``), which bounds it.
 - bytes per update after --steps steps: websocket frames received by the page (Playwright's
   ``framereceived``, payload sizes as above) over --window seconds, divided by the updates the page
   saw in that time. Goal: <= 64 KB.
@@ -68,11 +69,14 @@ COUNTERS_JS = (
     """() => {
   const gd = document.querySelector('%s');
   if (window.__bench) return true;
-  const b = window.__bench = {afterplot: 0, changes: 0, lastX: null};
+  const b = window.__bench = {afterplot: 0, changes: 0, lastX: null, drawMs: 0, start: null};
+  // how long plotly takes from the start of a redraw to its end: what bounds the rate in the page
+  gd.on('plotly_beforeplot', () => { b.start = performance.now(); });
   // counted after each redraw (a timer would starve: redraws keep the page's main thread busy)
   gd.on('plotly_afterplot', () => {
     b.afterplot += 1;
-    const t = gd.data && gd.data.find(t => t.name === 'train loss');
+    if (b.start !== null) { b.drawMs += performance.now() - b.start; b.start = null; }
+    const t = gd.data && gd.data.find(t => t.name === 'batch loss');
     const x = t && t.x && t.x.length ? Number(t.x[t.x.length - 1]) : null;
     if (x !== b.lastX) { b.changes += 1; b.lastX = x; }
   });
@@ -81,7 +85,8 @@ COUNTERS_JS = (
     % PLOT
 )
 READ_COUNTERS_JS = (
-    "() => ({afterplot: window.__bench.afterplot, changes: window.__bench.changes, t: performance.now()})"
+    "() => ({afterplot: window.__bench.afterplot, changes: window.__bench.changes, "
+    "drawMs: window.__bench.drawMs, t: performance.now()})"
 )
 #: the preset menu's entries, "(custom)" left out
 PRESET_NAMES_JS = "() => Array.from(document.querySelectorAll('.bpviz-preset select option'), o => o.text).slice(1)"
@@ -224,6 +229,8 @@ def measure_streaming(page, args, runs_dir: Path, t_first: float, traffic: Traff
         f"  updates/s in the page, after step {step_a:<6d} {late_rate:6.1f} plotly_afterplot/s, "
         f"{late_changes / args.window:.1f} loss-trace changes/s; training advanced {step_b - step_a} steps"
     )
+    draw_ms = (c3["drawMs"] - c2["drawMs"]) / max(late_updates, 1)
+    print(f"  one redraw in the page, after step {step_a:<6d} {draw_ms:6.0f} ms (plotly_beforeplot -> afterplot)")
     print(
         f"  websocket down after step {step_a:<6d}      {kb / args.window:6.1f} KB/s in {len(window)} frames, "
         f"{fig_updates} figure updates sent by the kernel: {kb / max(fig_updates, 1):.1f} KB per figure update, "

@@ -44,7 +44,7 @@ LIVE = {"lr": "set_lr", "hessian_every": "set_hessian_every"}
 class Dashboard:
     """The whole app; ``widget`` is what to display, ``cfg`` the settings it shows and runs."""
 
-    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 5.0, page_url: str = ""):
+    def __init__(self, query: str = "", runs_dir: str | Path = "runs", max_rate: float = 12.0, page_url: str = ""):
         self.runs_dir = Path(runs_dir)
         self.page_url = page_url  # the page's address without its query, as the server saw it
         self.max_rate = max_rate
