@@ -65,6 +65,7 @@ def test_start_trains_on_a_worker_and_the_figure_fills(app):
     assert wait_for(lambda: a.session.state.value == "paused" and a.pause_btn.description == "Resume")
     a.pause_btn.click()
     assert wait_for(lambda: a.session.state.value == "running")
+    assert wait_for(lambda: "train_accuracy" in a.session.snapshot()["history"])  # an evaluation before Stop
     a.stop_btn.click()
     assert wait_for(lambda: a.session.state.value == "finished")
     # both accuracies are drawn, each from its own series in the session's history
@@ -116,7 +117,9 @@ def test_architecture_change_resets_and_keeps_the_old_run_as_an_overlay(app):
     # labelled by what it was, not by what differs: the run number and its settings that differ
     assert [o.label for o in a.overlays.items] == ["run 1: no BN, lr 0.05"]
     assert wait_for(lambda: len(trace(a, "run 1: no BN, lr 0.05 · batch loss").y) > 0)
-    assert "run 2 (now): BN, lr 0.05" in a.figure.key.value and "run 1: no BN, lr 0.05" in a.figure.key.value
+    # the key follows the traces on the same thread: wait for it too
+    assert wait_for(lambda: "run 2 (now): BN, lr 0.05" in a.figure.key.value)
+    assert "run 1: no BN, lr 0.05" in a.figure.key.value
     a.compare.clear_btn.click()
     assert wait_for(lambda: a.overlays.list.options == () and not any(t.name.startswith("run 1") for t in a.fig.data))
 
