@@ -186,7 +186,7 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
     cells = heatmap.x0 + heatmap.dx * np.arange(48), heatmap.y0 + heatmap.dy * np.arange(48)
     assert np.allclose(cells[0], sent["x"], atol=1e-4) and np.allclose(cells[1], sent["y"], atol=1e-4)
     assert np.allclose(points.x, sent["points"]["x"], atol=1e-6) and 0 < len(points.x) <= 300
-    assert [PALETTE.index(c) for c in points.marker.color] == sent["points"]["label"]
+    assert [PALETTE.index(c) for c in points.marker.color] == list(points.customdata) == sent["points"]["label"]
     # sent once a run, so kept in the state a page that connects later starts from
     kept = {t["name"]: t for t in a.fig._widget_data}
     assert kept["decision boundary"]["x0"] == heatmap.x0 and len(kept["training points"]["x"]) == len(points.x)

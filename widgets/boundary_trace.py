@@ -55,7 +55,7 @@ def boundary_traces() -> list[go.BaseTraceType]:
             mode="markers",
             marker=dict(size=5, line=dict(width=0.6, color="white")),
             showlegend=False,
-            hovertemplate="training point (%{x:.2f}, %{y:.2f})<extra></extra>",
+            hovertemplate="training point (%{x:.2f}, %{y:.2f}), class %{customdata}<extra></extra>",
         ),
     ]
 
@@ -83,4 +83,5 @@ def update_boundary(data: Sequence[go.BaseTraceType], boundary: dict) -> None:
                 x=np.asarray(points["x"], np.float32),
                 y=np.asarray(points["y"], np.float32),
                 marker_color=[PALETTE[c % len(PALETTE)] for c in points["label"]],
+                customdata=list(points["label"]),
             )
