@@ -333,14 +333,12 @@ def test_short_runs_show_markers_and_the_link_rounds_the_step_size(app):
     assert wait_for(lambda: "lr=0.0316&" in a.share.value + "&")
 
 
-def test_heartbeat_loss_stops_the_run_and_says_why(app, monkeypatch):
-    import bpviz.widgets.app as app_module
-
-    monkeypatch.setattr(app_module, "HEARTBEAT_TIMEOUT", 0.5)
+def test_heartbeat_loss_stops_the_run_and_says_why(app):
     a = app("dataset=xor&depth=2&width=8&steps=1000000")
+    a.heartbeat.timeout = 0.5
     a.start_btn.click()
     assert wait_for(lambda: a.session.state.value == "running")
-    a._last_heartbeat = time.monotonic() - 1.0  # the page stopped ticking
+    a.heartbeat.last = time.monotonic() - 1.0  # the page ticked, then stopped ticking
     assert wait_for(lambda: a.session.state.value == "finished")
     assert wait_for(lambda: "no heartbeat" in a.message.value)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,14 @@ from bpviz.session import ENDED, State, TrainingSession
 from .compare_section import CompareSection
 from .controls import SERVER_ONLY, STYLE, ConfigControls, from_link, page_fields, server_defaults, tag
 from .figure import Figure
-from .flow import PageFlow
+from .flow import Heartbeat, PageFlow
 from .grid import ALL, VIEWS
-from .layout import PRESENT_TIP, PROJECTOR_HIDES, TITLE, disable_all, secondary, share_link, style
+from .layout import PRESENT_TIP, PROJECTOR_HIDES, TITLE, secondary, share_link, style
 from .lesson import LessonGuide
 from .overlays import Overlays
 from .publisher import Publisher
-from .teacher import split_flags
+from .teacher import apply_to_page, keep_locked, locked_fields, split_flags
 
-HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 #: the fields a running session takes as they change, and the method that takes each; a change of
 #: any other field starts a new run
 LIVE = {"lr": "set_lr", "hessian_every": "set_hessian_every"}
@@ -71,9 +69,10 @@ class Dashboard:
             max_rate=max_rate,
         )
         put = self.publisher.put
-        self._last_heartbeat: float | None = None
         self._drawn_state = ""
-        query, self.flags, flag_notes = split_flags(query, {f.name for f in page_fields()}, VIEWS)
+        settings = {f.name for f in page_fields()}
+        query, self.flags, flag_notes = split_flags(query, settings, VIEWS)
+        self.locked = locked_fields(self.flags, settings)  # the fields _switch and _edit keep
         cfg, ignored = from_link(query)
         ignored += flag_notes
         try:
@@ -128,10 +127,8 @@ class Dashboard:
         self.pause_btn = self._button("Pause", "pause", "", "pause")
         self.stop_btn = self._button("Stop", "stop", "danger", "stop")
         self.reset_btn = self._button("Reset", "reset", "warning", "undo")
-        self.heartbeat = tag(
-            W.Play(interval=2000, max=10**9, show_repeat=False, layout=W.Layout(display="none")), "heartbeat"
-        )
-        self.heartbeat.observe(lambda change: setattr(self, "_last_heartbeat", time.monotonic()), names="value")
+        self.heartbeat = Heartbeat()
+        tag(self.heartbeat.widget, "heartbeat")
         self.share = tag(W.Text(description="query", style=STYLE, disabled=False), "share")
         self.share_url = tag(W.HTML(), "share-link")
         self.json = tag(W.Textarea(layout=W.Layout(height="90px", width="100%")), "json")
@@ -157,7 +154,7 @@ class Dashboard:
                     self.preset_note,
                     buttons,
                     *self.form.panel(),
-                    self.heartbeat,
+                    self.heartbeat.widget,
                     *sections.values(),
                 ]
             ),
@@ -165,16 +162,9 @@ class Dashboard:
         )
         for widget in [self.form.options_box, *(self.controls[name] for name in PROJECTOR_HIDES)]:
             secondary(widget)
-        # the teacher's link hid these (widgets/teacher.py): not removed, so the state still renders them
+        # the teacher's link: _switch keeps the locked fields whatever asks to change them
         hideable = {**self.controls, **sections, "preset": self.preset, "options": self.form.options_box}
-        for name in self.flags.hidden:
-            hideable[name].layout.display = "none"
-        # locked: shown but not editable; _switch keeps the locked fields whatever asks to change them
-        self.form.lock(self.flags.locked)
-        for name in self.flags.locked & {"preset", "lesson", "compare", "share"}:
-            disable_all(hideable[name])
-        if "preset" in self.flags.locked:  # the lesson's buttons load presets
-            disable_all(self.lesson.load_btn)
+        apply_to_page(self.flags, hideable, self.form, self.lesson.load_btn)
         toolbar = W.HBox([self.view, self.present, self.status], layout=W.Layout(align_items="center"))
         self.single = tag(W.Box([self.figure.box, self.figure.explain]), "single")
         main = tag(W.VBox([toolbar, self.message, self.hessian_note, self.figure.key, self.single]), "main")
@@ -225,30 +215,20 @@ class Dashboard:
         self.figure.new_run(session, self.overlays)
         self.compare.list_saved()
 
-    def _locked_fields(self) -> set[str]:
-        """The config's fields the teacher's link locked (the optimizer's options count as one)."""
-        return (self.flags.locked & set(self.controls)) | (
-            {"optimizer_options"} if "options" in self.flags.locked else set()
-        )
-
     def _switch(self, cfg: RunConfig, checkpoint: Path | None = None, note: str = "") -> bool:
         """A new run of ``cfg`` (going on from ``checkpoint`` if given), which becomes the state; the
         run it replaces stays as an overlay. Locked fields keep their values (the message says
         which). Settings that cannot start (a dataset this server cannot load, a checkpoint of
         another config) change nothing; ``note`` is said with the message of the kept fields."""
-        kept = {n: getattr(self.cfg, n) for n in self._locked_fields() if getattr(cfg, n) != getattr(self.cfg, n)}
-        if "optimizer" in kept:  # another optimizer's options would not fit the locked one
-            kept["optimizer_options"] = self.cfg.optimizer_options
         try:
-            if kept:
-                cfg = cfg.replace(name="", **kept)
+            cfg, kept = keep_locked(cfg, self.cfg, self.locked)
             session = self._session(cfg, checkpoint)
         except (ValueError, ImportError) as exc:
             self._say(f"settings not applied: {exc}", "error")
             return False
-        notes = [f"kept as the teacher's link locks them: {', '.join(sorted(kept))}"] if kept else []
-        if notes or note:
-            self._say("; ".join(notes + [note] if note else notes), "warn")
+        kept_note = f"kept as the teacher's link locks them: {', '.join(kept)}" if kept else ""
+        if kept_note or note:
+            self._say("; ".join(filter(None, [kept_note, note])), "warn")
         old = self.session
         self.overlays.keep(old)
         if old.state in (State.RUNNING, State.PAUSED):
@@ -265,7 +245,7 @@ class Dashboard:
         """A control's edit becomes the state if ``RunConfig`` takes it; else the controls go back
         to the state and the message names the field."""
         (name,) = changes
-        if name in self._locked_fields():  # its control is disabled; a page edited by hand is refused
+        if name in self.locked:  # its control is disabled; a page edited by hand is refused
             self._say(f"{name} is locked by the teacher's link", "error")
             self._show(self.cfg)
             return
@@ -305,7 +285,7 @@ class Dashboard:
             return
         if self.session.state is State.IDLE:
             self._say("")
-            self.heartbeat.playing = True
+            self.heartbeat.start()
             self.session.start()
 
     def _pause(self, _: None) -> None:
@@ -375,14 +355,10 @@ class Dashboard:
 
     def _check_heartbeat(self) -> None:
         s = self.session
-        if (
-            self._last_heartbeat is not None
-            and s.state is State.RUNNING
-            and time.monotonic() - self._last_heartbeat > HEARTBEAT_TIMEOUT
-        ):
+        if s.state is State.RUNNING and self.heartbeat.silent():
             s.stop()  # the page is gone: do not train for nobody
             self._say(
-                f"Stopped at step {s.step}: no heartbeat from the page for {HEARTBEAT_TIMEOUT:.0f} s "
+                f"Stopped at step {s.step}: no heartbeat from the page for {self.heartbeat.timeout:.0f} s "
                 "(was the tab closed or asleep?). Press Start for a new run.",
                 "warn",
             )

@@ -1,4 +1,4 @@
-"""Flow control between the app's figure updates and the page that draws them."""
+"""Between the app and its page: flow control for the figure's updates, and the page's heartbeat."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import ipywidgets as W
 
 ACK_TIMEOUT = 3.0  # seconds an unanswered figure update holds the next one back, at most
+HEARTBEAT_TIMEOUT = 60.0  # seconds without a page heartbeat before a running session is stopped
 
 
 class PageFlow:
@@ -44,3 +45,21 @@ class PageFlow:
         """Call right after sending a figure update (from the same thread, so the ping follows it)."""
         self._sent_at = time.monotonic()
         self.ping.value += 1
+
+
+class Heartbeat:
+    """A hidden Play widget in the page ticks every 2 s once a run starts; a page that is gone
+    (closed or asleep) stops ticking, so the app can stop a run nobody watches."""
+
+    def __init__(self, timeout: float = HEARTBEAT_TIMEOUT):
+        self.timeout = timeout
+        self.last: float | None = None  # when the page last ticked (None: it never has)
+        self.widget = W.Play(interval=2000, max=10**9, show_repeat=False, layout=W.Layout(display="none"))
+        self.widget.observe(lambda change: setattr(self, "last", time.monotonic()), names="value")
+
+    def start(self) -> None:
+        self.widget.playing = True
+
+    def silent(self) -> bool:
+        """Has a page that ticked stopped ticking for longer than ``timeout``?"""
+        return self.last is not None and time.monotonic() - self.last > self.timeout

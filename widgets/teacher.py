@@ -12,12 +12,19 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
+
+from bpviz.config import RunConfig
+
+from .layout import disable_all
 
 #: a flag's suffix and the PageFlags set it fills
 SUFFIXES = {"_hide": "hidden", "_lock": "locked"}
 #: controls a flag may name besides the settings' own: the preset menu, the optimizer's options,
 #: the lesson, compare and share sections
 EXTRA = ("preset", "options", "lesson", "compare", "share")
+#: sections a lock disables as a whole (the settings' own controls are locked by the form)
+SECTIONS = {"preset", "lesson", "compare", "share"}
 TRUE, FALSE = ("", "1", "true"), ("0", "false")
 
 
@@ -63,3 +70,30 @@ def split_flags(query: str, controls: set[str], views: Collection[str]) -> tuple
         else:
             kept.append((name, value))
     return urllib.parse.urlencode(kept), flags, notes
+
+
+def apply_to_page(flags: PageFlags, hideable: dict[str, Any], form: Any, lesson_load: Any) -> None:
+    """Hide what the link hides (not removed, so the widget state still renders them) and disable
+    what it locks: a locked control stays readable. The lesson's button loads presets, so a locked
+    preset disables it too."""
+    for name in flags.hidden:
+        hideable[name].layout.display = "none"
+    form.lock(flags.locked)
+    for name in flags.locked & SECTIONS:
+        disable_all(hideable[name])
+    if "preset" in flags.locked:
+        disable_all(lesson_load)
+
+
+def locked_fields(flags: PageFlags, settings: Collection[str]) -> set[str]:
+    """The config's fields the link locks (the optimizer's options count as one)."""
+    return (flags.locked & set(settings)) | ({"optimizer_options"} if "options" in flags.locked else set())
+
+
+def keep_locked(cfg: RunConfig, current: RunConfig, fields: set[str]) -> tuple[RunConfig, list[str]]:
+    """``cfg`` with the locked ``fields`` at their ``current`` values, and the names of those it
+    kept. A new optimizer's options would not fit a locked optimizer, so they are kept with it."""
+    kept = {n: getattr(current, n) for n in fields if getattr(cfg, n) != getattr(current, n)}
+    if "optimizer" in kept:
+        kept["optimizer_options"] = current.optimizer_options
+    return (cfg.replace(name="", **kept) if kept else cfg), sorted(kept)
