@@ -39,26 +39,28 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 
 # --- JavaScript probes, evaluated in the page ---------------------------------------------------
-#: the app's one plotly graph div (the FigureWidget); the app puts it in a Box
+#: a panel's plotly graph div: every panel of the app is a FigureWidget of its own
 PLOT = ".js-plotly-plot"
+#: JavaScript expression: every trace in the page, all panels' together
+ALL_TRACES = "Array.from(document.querySelectorAll('%s'), gd => gd.data || []).flat()" % PLOT
 #: {name: {x: [...], y: [...]}} for the traces whose names are given (all when none are)
-TRACES_JS = (
-    """(names) => {
-  const gd = document.querySelector('%s');
-  if (!gd || !gd.data) return null;
+TRACES_JS = """(names) => {
+  if (!document.querySelector('%s')) return null;
   const out = {};
-  for (const t of gd.data) {
+  for (const t of %s) {
     if (names && names.length && !names.includes(t.name)) continue;
     const arr = (a) => (a && a.length !== undefined) ? Array.from(a, Number) : [];
     out[t.name] = {x: arr(t.x), y: arr(t.y)};
   }
   return out;
-}"""
+}""" % (PLOT, ALL_TRACES)
+#: true once the app's controls and its panels are in the page
+APP_READY_JS = (
+    """() => { const plots = Array.from(document.querySelectorAll('%s'));
+  return !!(document.querySelector('.bpviz-start') && document.querySelector('.bpviz-status')
+            && plots.length && plots.every(gd => gd.data)); }"""
     % PLOT
 )
-#: true once the app's controls and its figure are in the page
-APP_READY_JS = """() => !!(document.querySelector('.bpviz-start') && document.querySelector('.bpviz-status')
-                         && document.querySelector('%s') && document.querySelector('%s').data)""" % (PLOT, PLOT)
 
 
 def free_port() -> int:
@@ -210,11 +212,9 @@ def traces(page, *names: str) -> dict:
 def wait_points(page, name: str, n: int = 2, after_step: float = -1, timeout_ms: int = 60_000) -> dict:
     """Wait until trace ``name`` has at least n points and its last step is beyond after_step."""
     page.wait_for_function(
-        """([name, n, after]) => { const gd = document.querySelector('%s');
-             if (!gd || !gd.data) return false;
-             const t = gd.data.find(t => t.name === name);
+        """([name, n, after]) => { const t = %s.find(t => t.name === name);
              return !!(t && t.x && t.x.length >= n && Number(t.x[t.x.length - 1]) > after); }"""
-        % PLOT,
+        % ALL_TRACES,
         arg=[name, n, after_step],
         timeout=timeout_ms,
         polling=250,

@@ -11,8 +11,8 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
 from bpviz.widgets.app import Dashboard  # noqa: E402
-from bpviz.widgets.figure import shown_blocks  # noqa: E402
 from bpviz.widgets.overlays import describe_run  # noqa: E402
+from bpviz.widgets.panel_widget import shown_blocks  # noqa: E402
 from bpviz.widgets.panels import PALETTE  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
@@ -40,7 +40,7 @@ class _Missing:
 
 def trace(app, name):
     """The named trace, or an empty stand-in while the app thread is rebuilding the figure."""
-    return next((t for t in app.fig.data if t.name == name), _Missing)
+    return next((t for t in app.figure.data if t.name == name), _Missing)
 
 
 def test_url_query_sets_the_controls_and_nonsense_is_reported(app):
@@ -121,7 +121,9 @@ def test_architecture_change_resets_and_keeps_the_old_run_as_an_overlay(app):
     assert wait_for(lambda: "run 2 (now): BN, lr 0.05" in a.figure.key.value)
     assert "run 1: no BN, lr 0.05" in a.figure.key.value
     a.compare.clear_btn.click()
-    assert wait_for(lambda: a.overlays.list.options == () and not any(t.name.startswith("run 1") for t in a.fig.data))
+    assert wait_for(
+        lambda: a.overlays.list.options == () and not any(t.name.startswith("run 1") for t in a.figure.data)
+    )
 
 
 def test_presets_menu_loads_a_preset(app):
@@ -140,7 +142,8 @@ def test_divergence_shows_a_message_and_the_app_keeps_working(app):
     step = a.session.diverged_at
 
     def marks():
-        return [a for a in a.fig.layout.annotations if a.name == "mark"], list(a.fig.layout.shapes)
+        loss = a.figure.widgets["loss"].layout
+        return [a for a in loss.annotations if a.name == "mark"], list(loss.shapes)
 
     assert wait_for(lambda: len(marks()[0]) == 1)
     (label,), (line,) = marks()
@@ -165,13 +168,13 @@ def test_json_settings_apply_and_bad_json_is_reported(app):
 
 def test_one_figure_for_all_runs_and_bounded_updates(app):
     a = app("dataset=xor&depth=40&width=4&steps=1000000")
-    fig = a.fig
+    figures = a.figure.widgets.copy()
     assert len(shown_blocks(40)) == 8
     a.reset_btn.click()
     a.start_btn.click()
     assert wait_for(lambda: len(trace(a, "batch loss").y) > 0)
-    assert a.fig is fig
-    assert all(len(t.y) <= 200 for t in a.fig.data if t.type == "scatter" and t.name != "training points")
+    assert a.figure.widgets == figures  # the same figure objects for every run
+    assert all(len(t.y) <= 200 for t in a.figure.data if t.type == "scatter" and t.name != "training points")
 
     # xor is 2-D: its decision boundary, a bounded grid of the predicted class
     def grid():
@@ -188,7 +191,7 @@ def test_one_figure_for_all_runs_and_bounded_updates(app):
     assert np.allclose(points.x, sent["points"]["x"], atol=1e-6) and 0 < len(points.x) <= 300
     assert [PALETTE.index(c) for c in points.marker.color] == list(points.customdata) == sent["points"]["label"]
     # sent once a run, so kept in the state a page that connects later starts from
-    kept = {t["name"]: t for t in a.fig._widget_data}
+    kept = {t["name"]: t for t in a.figure.widgets["decision boundary"]._widget_data}
     assert kept["decision boundary"]["x0"] == heatmap.x0 and len(kept["training points"]["x"]) == len(points.x)
 
 
@@ -305,7 +308,8 @@ def test_a_run_shows_the_panels_meant_for_it_and_a_view_shows_one_alone(app):
     assert wait_for(lambda: len(trace(a, "scale · block 1").y) > 0)  # the scales it announced
     a.view.value = "loss"
     assert wait_for(lambda: shown(a) == {"loss"} and "view=loss" in a.share.value)
-    assert a.fig.layout.xaxis.domain == (0, 1) and a.fig.layout.xaxis2.visible is False
+    assert a.figure.box.children == (a.figure.widgets["loss"],) and a.figure.box.layout.grid_template_columns == "1fr"
+    assert a.figure.widgets["loss"].layout.height == 780  # alone, it takes the whole figure's height
     assert wait_for(lambda: len(trace(a, "batch loss").y) > 0)
 
 
@@ -320,8 +324,8 @@ def test_preset_with_options_shows_them(app):
 def test_a_page_that_connects_later_gets_the_current_traces(app):
     """Voila renders the figure after the notebook ran: its initial state must hold the traces."""
     a = app("dataset=xor&depth=3&width=8")
-    names = [t["name"] for t in a.fig._widget_data]
-    assert names == [t.name for t in a.fig.data] and "κ input · block 1" in names
+    names = [t["name"] for w in a.figure.shown() for t in w._widget_data]
+    assert names == [t.name for t in a.figure.data] and "κ input · block 1" in names
 
 
 def test_short_runs_show_markers_and_the_link_rounds_the_step_size(app):
@@ -350,7 +354,7 @@ def test_an_update_made_while_a_page_message_is_applied_reaches_the_page():
     from contextlib import contextmanager
 
     import plotly.graph_objects as go
-    from bpviz.widgets.figure import LockedFigureWidget
+    from bpviz.widgets.panel_widget import LockedFigureWidget
 
     class Comm:
         kernel = object()
@@ -538,29 +542,23 @@ def test_optimizer_options_have_readable_names_and_their_help_as_tooltip():
 
 def test_an_empty_accuracy_panel_reads_0_to_1_and_autoranges_once_it_has_points(app):
     a = app("dataset=xor&depth=2&width=8&steps=400")
-    axis = a.fig.layout.yaxis2  # the accuracy panel (row 1, column 2)
+    axis = a.figure.widgets["accuracy"].layout.yaxis
     assert axis.autorange is False and tuple(axis.range) == (0.0, 1.02)
     a.start_btn.click()
-    assert wait_for(lambda: len(trace(a, "test accuracy").y) > 0 and a.fig.layout.yaxis2.autorange is True)
+    assert wait_for(lambda: len(trace(a, "test accuracy").y) > 0 and axis.autorange is True)
 
 
-def test_panel_grids_stay_inside_the_figure_and_never_overlap():
-    from bpviz.widgets.grid import grid as _grid
+def test_the_panels_share_the_figures_height_and_only_the_bottom_row_titles_its_step_axis():
+    from bpviz.widgets.grid import HEIGHTS, columns, panel_height, x_titled
     from bpviz.widgets.panels import PANELS
 
     for n in range(1, len(PANELS) + 1):
-        updates, titles = _grid(list(PANELS[:n]))
-        boxes = [
-            (u["domain"], updates[k.replace("x", "y", 1)]["domain"])
-            for k, u in updates.items()
-            if "domain" in u and k.startswith("x")
-        ]
-        assert len(boxes) == n and len([t for t in titles if t.get("name") == "title"]) == n
-        for (x0, x1), (y0, y1) in boxes:
-            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
-        for i, (a, b) in enumerate(boxes):  # no two panels share any area
-            for c, d in boxes[i + 1 :]:
-                assert a[1] <= c[0] or c[1] <= a[0] or b[1] <= d[0] or d[1] <= b[0]
+        rows = -(-n // columns(n))
+        for present in (False, True):
+            assert rows * panel_height(n, present) <= HEIGHTS[present] < (rows + 1) * panel_height(n, present)
+    # six panels, three rows: the bottom row's; five: the bottom of each column (gradient norms on the right)
+    titled = {n: [p.short for p in PANELS[:n] if x_titled(list(PANELS[:n]), p)] for n in (5, 6)}
+    assert titled == {5: ["gradient norms", "spectrum"], 6: ["spectrum", "SA-SGD scales"]}
 
 
 def test_the_step_axes_end_with_a_short_run_and_grow_with_a_long_one():

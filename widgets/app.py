@@ -90,7 +90,7 @@ class Dashboard:
         self.controls = self.form.widgets
         self.overlays = Overlays()
         self.figure = Figure()
-        self.fig, self.hessian_note = self.figure.widget, self.figure.note
+        self.hessian_note = self.figure.note
         self.view = tag(W.Dropdown(options=VIEWS, value=ALL, description="show", style=STYLE), "view")
         self.view.observe(lambda change: self.publisher.put("view", change["new"]), names="value")
         self.present = tag(

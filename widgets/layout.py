@@ -28,7 +28,7 @@ CSS = f"""
 .bpviz-side {{ flex: 0 0 {SIDE_WIDTH}px; width: {SIDE_WIDTH}px; height: 100%; overflow-y: auto;
   overflow-x: hidden; padding-right: 6px; box-sizing: border-box; }}
 .bpviz-main {{ flex: 1 1 auto; min-width: 0; height: 100%; overflow-y: auto; overflow-x: hidden; }}
-.bpviz-figure {{ width: 100%; }}
+.bpviz-figure {{ width: 100%; min-width: 0; }}
 .bpviz-single {{ display: flex; flex-direction: column; }}
 .bpviz-single.bpviz-one {{ flex-direction: row; gap: 8px; }}
 .bpviz-single.bpviz-one .bpviz-explain {{ flex: 0 0 260px; }}

@@ -10,6 +10,7 @@ widget picks which are shown.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from bpviz.config import RunConfig
 from bpviz.runs import describe_step_sizes, load_run
 
 from .controls import STYLE, tag
-from .figure import downsample
+from .panel_widget import downsample
+from .panels import PALETTE
 
 if TYPE_CHECKING:
     from bpviz.session import TrainingSession
@@ -31,6 +33,10 @@ MAX_OVERLAYS = 6
 #: an overlay's series and the history series they come from
 KEPT = (("batch loss", "batch_loss"), ("test accuracy", "test_accuracy"))
 KAPPA_MEAN = "κ input · mean"  # the geometric mean over the blocks of the input Hessians' κ
+#: earlier runs are grey, each with its own dash (the key above the figure shows which is which)
+OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "6px,2px,1px,2px")
+#: the same dashes as SVG dash arrays, for the key's samples
+SVG_DASHES = ("6,3", "1,3", "6,3,1,3", "10,3", "10,3,1,3", "6,2,1,2")
 
 
 #: the settings a label can name, in the order it names them, each as (how to read it from a config,
@@ -166,3 +172,22 @@ class Overlays:
         chosen = set(self.list.value)
         self.list.options = [(o.label, o.name) for o in self.items]
         self.list.value = tuple(o.name for o in self.items if o.name in chosen)
+
+
+def key_html(overlays: Overlays, blocks: Sequence[int], lrs: Sequence[float]) -> str:
+    """Which colour is which block and which line is which run, in words a student can check
+    against the settings (``lrs``: the current run's step sizes so far)."""
+    swatches = " ".join(
+        f'<span style="color:{PALETTE[i % len(PALETTE)]}">━━</span>&nbsp;{b}' for i, b in enumerate(blocks)
+    )
+    rows = [
+        f"<b>solid, coloured</b>: {html.escape(overlays.current_label(lrs))} &nbsp;·&nbsp; <b>blocks</b> {swatches}"
+    ]
+    for j, ov in enumerate(overlays.items):
+        sample = (
+            f'<svg width="28" height="8"><line x1="0" y1="4" x2="28" y2="4" stroke="#888" '
+            f'stroke-width="1.5" stroke-dasharray="{SVG_DASHES[j % len(SVG_DASHES)]}"/></svg>'
+        )
+        hidden = "" if ov.label in overlays.shown else " (hidden)"
+        rows.append(f"{sample} {html.escape(ov.label)}{hidden}")
+    return '<div style="font-size:12px;color:#333;line-height:1.4">' + "<br>".join(rows) + "</div>"

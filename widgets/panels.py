@@ -32,7 +32,6 @@ class Series:
     key: str | None  # the history series ("{block}" filled in); None: the report's spectrum
     colour: str | None = None  # per-block series take their block's colour
     dash: str | None = None
-    legend: bool = True  # per block: one series per panel lists the blocks
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ PANELS = (
         explain="The share of training and test samples classified correctly. A test curve well below the "
         "training curve means the network memorises instead of generalising.",
     ),
-    # the legend lists the input-Hessian traces; the note says what the dotted ones are
+    # the key above the panels gives the blocks' colours; the note says what the dotted ones are
     Panel(
         "condition number κ of local Hessians",
         "step",
@@ -91,7 +90,7 @@ PANELS = (
         "log",
         per_block=(
             Series("κ input", "cond/input/{block}"),
-            Series("κ weight", "cond/weight/{block}", dash="dot", legend=False),
+            Series("κ weight", "cond/weight/{block}", dash="dot"),
         ),
         overlays=("κ input · mean",),
         short="κ",
@@ -115,7 +114,7 @@ PANELS = (
         "step",
         "‖∂loss/∂W‖ (log)",
         "log",
-        per_block=(Series("grad norm", "grad_norm/{block}", legend=False),),
+        per_block=(Series("grad norm", "grad_norm/{block}"),),
         short="gradient norms",
         explain="The size of each block's weight gradient. Curves many decades apart mean the blocks learn at "
         "very different speeds: the gradient vanishes (or explodes) on its way down the network.",
@@ -124,7 +123,7 @@ PANELS = (
         "input-Hessian spectrum now",
         "log10 eigenvalue (0 = ideal, λ = 1)",
         "eigenvalues",
-        per_block=(Series("spectrum input", None, legend=False),),
+        per_block=(Series("spectrum input", None),),
         overlays=("spectrum input · all blocks",),
         kind="spectrum",
         short="spectrum",
@@ -136,7 +135,7 @@ PANELS = (
         "step",
         "scale (log)",
         "log",
-        per_block=(Series("scale", "scale/{block}", legend=False),),
+        per_block=(Series("scale", "scale/{block}"),),
         when=lambda cfg: cfg.optimizer == "sa_sgd",
         short="SA-SGD scales",
         explain="SA-SGD's gradient factor for each block (1 = plain SGD): how it rebalances the blocks' steps.",

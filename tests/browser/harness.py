@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from voila_chromium import (  # noqa: E402 (after the path insert)
+    ALL_TRACES,
     ARTIFACTS,
     NOTEBOOK,
     PLOT,
@@ -32,6 +33,7 @@ from voila_chromium import (  # noqa: E402 (after the path insert)
 
 #: re-exported for conftest.py and the tests, which import them from here
 __all__ = [
+    "ALL_TRACES",
     "ARTIFACTS",
     "NOTEBOOK",
     "PLOT",
@@ -54,9 +56,7 @@ __all__ = [
 ]
 
 #: the names of all traces (null before the figure rendered)
-TRACE_NAMES_JS = (
-    "() => { const gd = document.querySelector('%s'); return gd && gd.data ? gd.data.map(t => t.name) : null; }" % PLOT
-)
+TRACE_NAMES_JS = "() => document.querySelector('%s') ? %s.map(t => t.name) : null" % (PLOT, ALL_TRACES)
 
 
 def trace_names(page) -> list[str]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 
-from harness import open_app, press_lr, screenshot, status_lr, trace_names, wait_points
+from harness import ALL_TRACES, open_app, press_lr, screenshot, status_lr, trace_names, wait_points
 from playwright.sync_api import expect
 
 LONG = "steps=200000"
 
-#: the page-level boxes that must not overlap: panel titles and axis titles, in the page's pixels
-TEXT_BOXES_JS = """() => [...document.querySelectorAll(
-    '.js-plotly-plot .annotation-text, .js-plotly-plot .xtitle, .js-plotly-plot .ytitle')]
+#: the page-level boxes that must not overlap: panel titles, legends, notes and axis titles, in the page's pixels
+TEXT_BOXES_JS = """() => [...document.querySelectorAll(['.annotation-text', '.xtitle', '.ytitle', '.gtitle',
+    '.legendtext'].map(c => '.js-plotly-plot ' + c).join(', '))]
   .filter(e => e.textContent.trim())
   .map(e => { const r = e.getBoundingClientRect();
               return {text: e.textContent, x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; })"""
@@ -46,17 +46,17 @@ def test_the_projector_layout_fits_1280x720_and_draws_the_decision_boundary(page
     start(page)
     wait_points(page, "batch loss", n=2)
     page.wait_for_function(  # the class map, placed on the plane, and the training points on it
-        """() => { const gd = document.querySelector('.js-plotly-plot');
-                   const t = gd && gd.data.find(t => t.name === 'decision boundary');
-                   const p = gd && gd.data.find(t => t.name === 'training points');
+        """() => { const all = %s;
+                   const t = all.find(t => t.name === 'decision boundary');
+                   const p = all.find(t => t.name === 'training points');
                    return !!(t && t.z && t.z.length > 10 && Number.isFinite(t.x0) && t.dx > 0
-                             && p && p.x && p.x.length > 10); }""",
+                             && p && p.x && p.x.length > 10); }"""
+        % ALL_TRACES,
         timeout=60_000,
     )
     ticks = page.evaluate(  # the boundary's axes carry coordinates: the plane spans the spirals
-        """() => { const gd = document.querySelector('.js-plotly-plot');
-                   const t = gd.data.find(t => t.name === 'decision boundary');
-                   return gd._fullLayout[t.xaxis.replace('x', 'xaxis')].range; }"""
+        """() => { const gd = document.querySelector('.bpviz-panel-decision-boundary.js-plotly-plot');
+                   return gd._fullLayout.xaxis.range; }"""
     )
     assert ticks[0] < -1 and ticks[1] > 1, ticks
     size = page.evaluate(
@@ -64,7 +64,7 @@ def test_the_projector_layout_fits_1280x720_and_draws_the_decision_boundary(page
         "document.scrollingElement.scrollWidth, window.innerWidth]"
     )
     assert size[0] <= size[1] and size[2] <= size[3], size  # the page itself does not scroll
-    for selector in (".bpviz-start", ".bpviz-lr", ".bpviz-preset", ".js-plotly-plot"):
+    for selector in (".bpviz-start", ".bpviz-lr", ".bpviz-preset", ".bpviz-plot"):
         box = page.locator(selector).first.bounding_box()
         assert box and box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (
             selector,
@@ -85,12 +85,18 @@ def test_a_wide_screen_and_a_single_panel_view(page, voila_server):
     start(page)
     wait_points(page, "κ input · block 1", n=2)
     assert overlapping(page.evaluate(TEXT_BOXES_JS)) == []
-    width = page.locator(".js-plotly-plot").bounding_box()["width"]
-    assert width > 1400, width  # the figure takes the screen's width
+    width = page.locator(".bpviz-plot").bounding_box()["width"]
+    assert width > 1400, width  # the panels take the screen's width, two to a row
+    assert all(
+        box["width"] > 0.45 * width for box in map(lambda p: p.bounding_box(), page.locator(".js-plotly-plot").all())
+    )
     screenshot(page, "11-wide-screen-1920x1080")
     page.locator(".bpviz-view select").select_option(label="loss")
-    page.wait_for_function(
-        "() => document.querySelector('.js-plotly-plot').layout.xaxis2.visible === false", timeout=30_000
+    page.wait_for_function(  # the loss panel alone, the whole figure's width
+        """() => { const plots = document.querySelectorAll('.js-plotly-plot');
+                   return plots.length === 1 && plots[0].classList.contains('bpviz-panel-loss')
+                          && plots[0].getBoundingClientRect().width > 1000; }""",
+        timeout=30_000,
     )
     expect(page.locator(".bpviz-explain")).to_contain_text("The loss of each step")
     expect(page.locator(".bpviz-share-link a")).to_have_attribute("href", re.compile(r"view=loss"))
@@ -107,7 +113,7 @@ def test_an_earlier_run_is_labelled_with_the_step_sizes_it_used(page, voila_serv
     used = status_lr(page)
     # the step-size change is marked on the loss curve
     page.wait_for_function(
-        """() => (document.querySelector('.js-plotly-plot').layout.annotations || [])
+        """() => (document.querySelector('.bpviz-panel-loss.js-plotly-plot').layout.annotations || [])
                   .some(a => a.name === 'mark' && a.text.startsWith('lr '))""",
         timeout=30_000,
     )
@@ -116,7 +122,7 @@ def test_an_earlier_run_is_labelled_with_the_step_sizes_it_used(page, voila_serv
     # two presses, two changes: the label names the first and the last step size ("0.05→…→0.178")
     label = re.compile(rf"run 1: no BN, lr 0\.05→(…→)?{re.escape(f'{used:.3g}')} · batch loss")
     page.wait_for_function(
-        "() => document.querySelector('.js-plotly-plot').data.some(t => t.name.startsWith('run 1: '))",
+        "() => %s.some(t => t.name.startsWith('run 1: '))" % ALL_TRACES,
         timeout=30_000,
     )
     assert any(label.fullmatch(t) for t in trace_names(page)), trace_names(page)
@@ -154,9 +160,9 @@ def test_the_lesson_can_be_followed_with_the_keyboard_alone(page, voila_server):
     expect(page.locator(".bpviz-status")).to_contain_text("running", timeout=30_000)
     wait_points(page, "batch loss", n=2)
     page.wait_for_function(  # the lesson's first picture: the class map with the points on it
-        """() => { const gd = document.querySelector('.js-plotly-plot');
-                   const p = gd && gd.data.find(t => t.name === 'training points');
-                   return !!(p && p.x && p.x.length > 10); }""",
+        """() => { const p = %s.find(t => t.name === 'training points');
+                   return !!(p && p.x && p.x.length > 10); }"""
+        % ALL_TRACES,
         timeout=60_000,
     )
     tab_to(page, ".bpviz-lesson-next")
@@ -166,9 +172,12 @@ def test_the_lesson_can_be_followed_with_the_keyboard_alone(page, voila_server):
     screenshot(page, "14-lesson-followed-with-the-keyboard")
 
 
-FIGURE_FIT_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
-    const svg = gd.querySelector('.main-svg').getBoundingClientRect();
-    return [svg.width, gd.parentElement.getBoundingClientRect().width, window.innerWidth]; }"""
+#: [the width the panels' SVGs span, the width of the box they are in, the rightmost SVG edge, the window's width]
+FIGURE_FIT_JS = """() => { const svgs = [...document.querySelectorAll('.js-plotly-plot .main-svg')]
+      .map(svg => svg.getBoundingClientRect());
+    const left = Math.min(...svgs.map(r => r.left)), right = Math.max(...svgs.map(r => r.right));
+    return [right - left, document.querySelector('.bpviz-plot').getBoundingClientRect().width, right,
+            window.innerWidth]; }"""
 
 
 def test_the_figure_follows_the_window_when_it_is_resized(page, voila_server):
@@ -179,7 +188,8 @@ def test_the_figure_follows_the_window_when_it_is_resized(page, voila_server):
     for width in (1280, 1024, 1600):  # narrower: nothing cut off at the right; wider: the space is used
         page.set_viewport_size({"width": width, "height": 800})
         page.wait_for_function(
-            f"() => {{ const [svg, box, win] = ({FIGURE_FIT_JS})(); return Math.abs(svg - box) < 2 && svg < win; }}",
+            f"() => {{ const [span, box, right, win] = ({FIGURE_FIT_JS})();"
+            " return Math.abs(span - box) < 2 && right <= win; }",
             timeout=10_000,
         )
         assert overlapping(page.evaluate(TEXT_BOXES_JS)) == []

@@ -13,6 +13,7 @@ import time
 import urllib.parse
 
 from harness import (
+    ALL_TRACES,
     Clock,
     http_get,
     lr_readout,
@@ -156,8 +157,8 @@ def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server
     clock("condition numbers")
     expect(note).to_contain_text("△ κ ≥: lower bounds (blocks 0, 1", timeout=15_000)
     marker = page.evaluate(
-        """(name) => { const gd = document.querySelector('.js-plotly-plot');
-        const t = gd.data.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }""",
+        """(name) => { const t = %s.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }"""
+        % ALL_TRACES,
         name,
     )
     assert marker[0] == "triangle-up-open" and "κ ≥" in marker[1], marker

@@ -9,7 +9,17 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from harness import ARTIFACTS, free_port, http_get, open_app, start_voila, stop_voila, trace_names, wait_ready
+from harness import (
+    ARTIFACTS,
+    free_port,
+    http_get,
+    open_app,
+    start_voila,
+    stop_voila,
+    trace_names,
+    wait_points,
+    wait_ready,
+)
 
 BUNDLE_BYTES = (
     (Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data" / "widgetbundle.js")
@@ -60,6 +70,25 @@ def test_the_bundle_comes_over_http_once_then_from_the_cache(page, voila_server)
     assert timing["transfer"] == 0 and timing["size"] == BUNDLE_BYTES, timing  # not a byte from the server
     again.evaluate("() => document.querySelector('.bpviz-stop')?.click()")
     again.close()
+
+
+def test_the_panels_stream_without_answering_every_update(page, voila_server):
+    """plotly's view would answer each update with its whole figure's defaults (bpviz.widgets.plotly_once):
+    under the shim the page sends none of those while every panel streams."""
+    sent: list[str] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda p: sent.append(p if isinstance(p, str) else p.decode("latin-1"))),
+    )
+    open_app(page, voila_server.url + "?steps=200000&depth=3")
+    page.locator(".bpviz-start").click(force=True)
+    first = wait_points(page, "batch loss", n=2)
+    wait_points(page, "grad norm · block 1", n=2)
+    later = wait_points(page, "batch loss", n=len(first["x"]) + 5)
+    page.evaluate("() => document.querySelector('.bpviz-stop')?.click()")
+    assert len(later["x"]) > len(first["x"])
+    answers = [m for m in sent if "_js2py_traceDeltas" in m or "_js2py_layoutDelta" in m]
+    assert sent and answers == [], answers[:2]
 
 
 def test_only_the_bundle_is_served(voila_server):
