@@ -125,18 +125,25 @@ def test_the_presets_show_their_point():
 
 
 def test_the_sa_sgd_preset_win_at_lr_3_is_the_heads_learning_rate():
-    # Measured after 100 steps, seeds 0-4 (one CPU thread): SGD 8.07/0.44/2.73/2.60/0.24, SA-SGD
-    # amend="bn_weights" (the preset) 10.6/2.52/3.17/6.91/2.05, "all" 0.76/0.88/0.58/1.08/1.13, "head"
-    # 0.31/0.36/0.35/4.54/0.16. At the preset's 400 steps head < all < SGD on all 5 seeds (presets.py).
-    sgd, bn_weights = final_train_loss("sgd-bn", 100), final_train_loss("sa-sgd-bn", 100)
-    preset, amended = PRESETS["sa-sgd-bn"], {}
-    for amend in ("all", "head"):
-        options = {**preset.optimizer_options, "amend": amend}
-        result = run(preset.replace(steps=100, device="cpu", optimizer_options=options), eval_every=100)
-        amended[amend] = result.final["train_loss"]
-    assert bn_weights > sgd  # the default (BN weights only) does not keep lr 3 on track
-    assert amended["all"] < 0.6 * sgd  # the all-tensor form does ...
-    assert amended["head"] < amended["all"]  # ... and its head's scale alone does better
+    # Measured after 400 steps, seeds 0-4, one thread (docs/results.md): on an AVX2 CPU SGD
+    # 0.089/0.82/0.11/0.082/0.27, SA-SGD amend="bn_weights" (the preset) 0.35/0.59/0.17/0.28/0.32,
+    # "head" 0.0019/0.0035/0.022/0.046/0.011; on an AVX-512 CPU SGD 0.10/0.36/0.20/0.097/0.14,
+    # bn_weights 0.22/0.14/0.22/0.024/0.14, head 0.002/0.004/0.008/0.017/0.004. At lr 3 rounding moves
+    # single runs, so this asserts only what held on both: the head's scale alone beats SGD and the
+    # default form on every seed, and the default form does not (it is behind SGD on some seed).
+    preset, losses = PRESETS["sa-sgd-bn"], {}
+    for seed in range(3):
+        losses["sgd", seed] = run(PRESETS["sgd-bn"].replace(steps=400, device="cpu", seed=seed), eval_every=400)
+        for amend in ("bn_weights", "head"):
+            cfg = preset.replace(
+                steps=400, device="cpu", seed=seed, optimizer_options={**preset.optimizer_options, "amend": amend}
+            )
+            losses[amend, seed] = run(cfg, eval_every=400)
+    loss = {key: result.final["train_loss"] for key, result in losses.items()}
+    for seed in range(3):
+        assert loss["head", seed] < 0.5 * loss["sgd", seed], seed
+        assert loss["head", seed] < 0.5 * loss["bn_weights", seed], seed
+    assert any(loss["bn_weights", seed] > loss["sgd", seed] for seed in range(3))
 
 
 def test_the_spirals_presets_show_a_bent_and_a_straight_boundary():

@@ -293,11 +293,13 @@ def test_sibp_fixed_point_is_a_stationary_point(activation):
     for _ in range(3):
         result = algo.step(x, y)
     assert max(d.abs().max().item() for d in changes(model, before)) < 1e-8
-    assert result.scalars["gn_step"].item() < 1  # inner iterations ran
-    # a non-stationary point does move (the same step, targets nudged)
+    # a non-stationary point does move (the same step, targets nudged). The Gauss-Newton check is
+    # made here: at the fixed point the last correction and the step are both rounding noise, so
+    # their ratio is arbitrary (it differed between CPUs: AVX2 vs AVX-512 kernels)
     before = snapshot(moving)
-    SIBP(moving, 0.5, lam=0.1, solver="gauss_newton", inner_iters=4, cg_iters=8).step(x, y + 0.05)
+    result = SIBP(moving, 0.5, lam=0.1, solver="gauss_newton", inner_iters=4, cg_iters=8).step(x, y + 0.05)
     assert max(d.abs().max().item() for d in changes(moving, before)) > 1e-3
+    assert result.scalars["gn_step"].item() < 1e-2  # inner iterations ran and converged
 
 
 # --- 6. refusals ------------------------------------------------------------------------------------

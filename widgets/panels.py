@@ -97,12 +97,12 @@ PANELS = (
         notes=(
             dict(
                 text="── input   ····· weight",
-                x=0.01,
-                y=0.99,
-                xanchor="left",
+                x=1,
+                y=0,
+                xanchor="right",
                 yanchor="top",
+                yshift=-20,  # below the tick labels, right of the axis title: it hides no curve and no title
                 font=dict(size=10, color="#444"),
-                bgcolor="rgba(255,255,255,0.7)",
             ),
         ),
         explain="How hard each block's own matching problem is: κ = λmax/λmin of its local Hessian, with respect "
