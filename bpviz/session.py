@@ -153,11 +153,15 @@ class TrainingSession:
             self._require("pause", State.RUNNING)
             self._running.clear()
             self._set_state(State.PAUSED)
+            if self.writer is not None:  # readers of the runs folder (the class overview) see it paused
+                self.writer.set_status("paused", step=self.step)
 
     def resume(self) -> None:
         with self._lock:
             self._require("resume", State.PAUSED)
             self._set_state(State.RUNNING)
+            if self.writer is not None:
+                self.writer.set_status("running", step=self.step)
             self._running.set()
 
     def stop(self, timeout: float = 10.0) -> None:

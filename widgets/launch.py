@@ -8,6 +8,7 @@ import secrets
 import time
 from pathlib import Path
 
+import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -19,6 +20,7 @@ from bpviz.presets import PRESETS
 from bpviz.session import TrainingSession
 
 from .app import Dashboard
+from .class_note import ClassNote
 
 
 def warm_up() -> None:
@@ -65,5 +67,10 @@ def launch(runs_dir: str | Path | None = None) -> Dashboard:
         wait_for_request()
     base = Path(runs_dir or os.environ.get("BPVIZ_RUNS_DIR", "runs"))
     app = Dashboard(query=os.environ.get("QUERY_STRING", ""), runs_dir=base / page_folder(), page_url=page_url())
-    display(app.widget)
+    class_file = os.environ.get("BPVIZ_CLASS_FILE")  # set by deploy/jupyterhub: what the teacher pushes
+    if class_file:
+        note = ClassNote(class_file, load_preset=lambda name: setattr(app.preset, "value", name))
+        display(W.VBox([note.widget, app.widget]))
+    else:
+        display(app.widget)
     return app
