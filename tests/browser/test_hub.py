@@ -50,6 +50,29 @@ def runs_of(hub, user: str) -> list[Path]:
     return sorted(p.parent for p in (hub.class_dir / "runs" / user).glob("*/*/config.json"))
 
 
+KERNEL_PROBE_JS = """async (code) => {
+  const cfg = JSON.parse(document.getElementById("jupyter-config-data").textContent);
+  const url = location.origin.replace(/^http/, "ws") + cfg.baseUrl + "api/kernels/" + cfg.kernelId + "/channels";
+  const msg = (id, type, content) => JSON.stringify({header: {msg_id: id, msg_type: type, session: "probe",
+    username: "", version: "5.3"}, parent_header: {}, metadata: {}, content, channel: "shell", buffers: []});
+  return await new Promise(resolve => {
+    const ws = new WebSocket(url), got = {info: [], execute: []};
+    ws.onopen = () => {
+      ws.send(msg("probe-execute", "execute_request", {code, silent: false, store_history: false,
+        user_expressions: {}, allow_stdin: false}));
+      ws.send(msg("probe-info", "kernel_info_request", {}));
+    };
+    ws.onmessage = e => {
+      if (typeof e.data !== "string") return;
+      const m = JSON.parse(e.data), parent = (m.parent_header || {}).msg_id;
+      if (parent === "probe-info" && m.header.msg_type.endsWith("_reply")) got.info.push(m.header.msg_type);
+      if (parent === "probe-execute" && m.header.msg_type !== "status") got.execute.push(m.header.msg_type);
+    };
+    setTimeout(() => { ws.close(); resolve(got); }, 4000);
+  });
+}"""
+
+
 def xsrf_fetch(page, method: str, path: str) -> int:
     """A same-origin API call from the page, with the hub's XSRF cookie (as JupyterHub's own pages do)."""
     return page.evaluate(
@@ -146,7 +169,13 @@ def test_a_wrong_password_and_an_expired_session_give_the_login_page(hub, browse
     page.locator("text=Invalid username or password").wait_for(timeout=10_000)
     screenshot(page, "hub-7-wrong-password")
     log_in(page, hub, "bob")
-    page.wait_for_url(re.compile(r"/user/bob/"), timeout=120_000)
+    page.wait_for_url(re.compile(r"/user/bob/voila/"), timeout=120_000)
+    page.wait_for_function(APP_READY_JS, timeout=120_000)
+    # the page cannot run code in its kernel: an execute_request is dropped, a kernel_info_request answered
+    marker = hub.class_dir / "code-ran"
+    replies = page.evaluate(KERNEL_PROBE_JS, f"open({str(marker)!r}, 'w').close()")
+    assert replies == {"info": ["kernel_info_reply"], "execute": []}, replies
+    assert not marker.exists()
     page.context.clear_cookies()  # the session is gone, as when it expires
     page.goto(hub.url + "user/bob/voila/render/dashboard.ipynb")
     page.wait_for_url(re.compile(r"/hub/login"), timeout=30_000)
