@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from voila_chromium import ROOT, free_port
+from voila_chromium import ROOT, free_port, log_tail
 
 HUB_DIR = ROOT / "deploy" / "jupyterhub"
 sys.path.insert(0, str(HUB_DIR))
@@ -31,10 +31,7 @@ class Hub:
     log: Path
 
     def log_tail(self, n: int = 80) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log, n)
 
 
 def start_hub(class_dir: Path, students: list[str], log: Path, idle_timeout: int = 900, **env: str) -> Hub:

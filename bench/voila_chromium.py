@@ -140,6 +140,14 @@ def stop_voila(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     proc.wait(5)
 
 
+def log_tail(log: Path, n: int = 60) -> str:
+    """The last n lines of a server's log ("" if it cannot be read), for a failing test's report."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
 def children(pid: int) -> list[int]:
     """Direct child processes of pid (read from /proc)."""
     kids = []

@@ -153,15 +153,11 @@ class TrainingSession:
             self._require("pause", State.RUNNING)
             self._running.clear()
             self._set_state(State.PAUSED)
-            if self.writer is not None:  # readers of the runs folder (the class overview) see it paused
-                self.writer.set_status("paused", step=self.step)
 
     def resume(self) -> None:
         with self._lock:
             self._require("resume", State.PAUSED)
             self._set_state(State.RUNNING)
-            if self.writer is not None:
-                self.writer.set_status("running", step=self.step)
             self._running.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -271,6 +267,8 @@ class TrainingSession:
         self.state = state
         if message:
             self.message = message
+        if self.writer is not None and state in (State.RUNNING, State.PAUSED):  # as readers of the folder see it
+            self.writer.set_status(state.value, step=self.step)  # (finished, failed: the writer's close)
         self._publish()
 
     def _record(self, values: dict[str, float], step: int | None = None) -> None:

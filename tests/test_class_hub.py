@@ -119,3 +119,16 @@ def test_the_kubernetes_recipe_names_files_and_settings_that_exist():
         for path in source.split():
             assert (root / path).exists(), path
     assert "torch==2.13.0" in dockerfile and "jupyterhub-singleuser" in dockerfile
+
+
+def test_a_paused_run_says_so_in_its_folder(tmp_path):
+    """The overview reads status.json: pausing and resuming are written there, not only shown in the page."""
+    session = TrainingSession(RunConfig(steps=10**6, depth=2, width=8), runs_dir=tmp_path)
+    session.start()
+    status = lambda: json.loads(next(tmp_path.glob("*/status.json")).read_text())  # noqa: E731
+    session.pause()
+    assert status()["state"] == "paused" and summarise("x", tmp_path).state == "paused"
+    session.resume()
+    assert status()["state"] == "running"
+    session.stop()
+    assert status()["state"] == "finished" and summarise("x", tmp_path).state == "stopped early"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import ARTIFACTS, NOTEBOOK, free_port, launch_browser, start_voila, stop_voila, wait_ready
+from harness import ARTIFACTS, NOTEBOOK, free_port, launch_browser, log_tail, start_voila, stop_voila, wait_ready
 
 # set BPVIZ_TEST_NOTEBOOK to run the same tests against another notebook (e.g. while debugging the app)
 TEST_NOTEBOOK = Path(os.environ.get("BPVIZ_TEST_NOTEBOOK", NOTEBOOK))
@@ -28,10 +28,7 @@ class Server:
     log: Path
 
     def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(self.log, n)
 
 
 @pytest.fixture(scope="module")
