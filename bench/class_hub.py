@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from voila_chromium import ROOT, free_port, log_tail
+from voila_chromium import ROOT, children, free_port, log_tail
 
 HUB_DIR = ROOT / "deploy" / "jupyterhub"
 sys.path.insert(0, str(HUB_DIR))
@@ -73,18 +73,31 @@ def start_hub(class_dir: Path, students: list[str], log: Path, idle_timeout: int
 
 
 def stop_hub(hub: Hub, timeout: float = 30.0) -> None:
-    """SIGTERM: the hub stops the students' servers and its services; then nothing of ours is left."""
+    """SIGTERM to the hub, which stops the students' servers, its services and the proxy; then every
+    process it started is killed. The servers and their kernels run in sessions of their own, so a
+    hub that dies before stopping them (one that hung on its services for 30 s did) leaves them
+    running, training on: the next class measured here would share the cores with them."""
+    tree = descendants(hub.proc.pid)  # read before the hub goes: its orphans' parent becomes init
     if hub.proc.poll() is None:
-        os.killpg(hub.proc.pid, signal.SIGTERM)
+        hub.proc.terminate()
         try:
             hub.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(hub.proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    for pid in [hub.proc.pid, *tree]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     hub.proc.wait(5)
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], children(pid)
+    while todo:
+        out.append(todo.pop())
+        todo += children(out[-1])
+    return out
 
 
 def log_in(page, hub: Hub, user: str, password: str | None = None, next_url: str = "") -> None:

@@ -11,7 +11,9 @@ else: every other path still goes to Voila's notebook handler.
 
 Run it as ``voila``: ``.venv/bin/python bin/serve_voila.py notebooks/dashboard.ipynb [voila options]``
 (``bin/app``, the browser tests and bench/dashboard.py do). A script, not a module of bpviz: the server
-process then never imports torch (``import bpviz`` does, 2.3 s and 250 MB here).
+process then never imports torch (``import bpviz`` does, 2.3 s and 250 MB here). Where Voila is a
+Jupyter server extension instead (the class hub's student servers), this file is one too, named
+``serve_voila`` in ``ServerApp.jpserver_extensions``, and adds the same route to that server.
 """
 
 from __future__ import annotations
@@ -51,15 +53,30 @@ class BundleHandler(StaticFileHandler):
         self.set_header("Cache-Control", f"max-age={YEAR}, immutable" if self.versioned else "no-cache")
 
 
+def bundle_route() -> str:
+    """What the kernels get in ROUTE_ENV: the bundle's path behind the base URL, with its version."""
+    return f"{FOLDER}/{BUNDLE.name}?v={BundleHandler.get_content_version(str(BUNDLE))}"
+
+
+def route_pattern(base_url: str) -> str:
+    return url_path_join(base_url, rf"/{FOLDER}/({re.escape(BUNDLE.name)})")
+
+
 class PlotlyOnceVoila(Voila):
     """Voila with the bundle's route ahead of its own routes (the last of which takes every path)."""
 
     def init_handlers(self) -> list:
-        route = url_path_join(self.server_url, rf"/{FOLDER}/({re.escape(BUNDLE.name)})")
-        return [(route, BundleHandler), *super().init_handlers()]
+        return [(route_pattern(self.server_url), BundleHandler), *super().init_handlers()]
+
+
+def _load_jupyter_server_extension(server_app) -> None:
+    """The route in a Jupyter server whose Voila is an extension; its kernels, started later, inherit
+    ROUTE_ENV from this process. (tornado puts added routes ahead of the server's last, catch-all one.)"""
+    os.environ[ROUTE_ENV] = bundle_route()
+    server_app.web_app.add_handlers(".*$", [(route_pattern(server_app.base_url), BundleHandler)])
 
 
 if __name__ == "__main__":
     # set before Voila starts any kernel (a preheated one starts while Voila initialises)
-    os.environ[ROUTE_ENV] = f"{FOLDER}/{BUNDLE.name}?v={BundleHandler.get_content_version(str(BUNDLE))}"
+    os.environ[ROUTE_ENV] = bundle_route()
     PlotlyOnceVoila.launch_instance()

@@ -114,11 +114,29 @@ def test_the_kubernetes_recipe_names_files_and_settings_that_exist():
     launch = (root / "widgets" / "launch.py").read_text()
     assert all(name in launch for name in values["singleuser"]["extraEnv"])  # the dashboard reads them
     assert values["cull"]["enabled"] and values["singleuser"]["memory"]["limit"]
-    dockerfile = (root / "deploy" / "kubernetes" / "Dockerfile").read_text()
-    for source in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", dockerfile, flags=re.M):
-        for path in source.split():
-            assert (root / path).exists(), path
-    assert "torch==2.13.0" in dockerfile and "jupyterhub-singleuser" in dockerfile
+    for name in ("Dockerfile", "Dockerfile.hub"):
+        dockerfile = (root / "deploy" / "kubernetes" / name).read_text()
+        for source in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", dockerfile, flags=re.M):
+            for path in source.split():
+                assert (root / path).exists(), (name, path)
+        assert "torch==2.13.0" in dockerfile, name
+    assert "jupyterhub-singleuser" in (root / "deploy" / "kubernetes" / "Dockerfile").read_text()
+    # the overview in the hub's pod: its module, the settings it reads, one port wherever it is named
+    hub = values["hub"]
+    service = hub["services"]["class-overview"]
+    assert (
+        service["command"][-1] == "bpviz_class.overview"
+        and "bpviz_class" in (root / "deploy" / "kubernetes" / "Dockerfile.hub").read_text()
+    )
+    overview = (root / "deploy" / "jupyterhub" / "bpviz_class" / "overview.py").read_text()
+    assert all(f'"{name}"' in overview for name in service["environment"]), service["environment"]
+    port = int(service["url"].rsplit(":", 1)[1])
+    assert [p["port"] for p in hub["service"]["extraPorts"]] == [port]
+    assert [p["port"] for rule in hub["networkPolicy"]["ingress"] for p in rule["ports"]] == [port]
+    assert [p["port"] for rule in values["proxy"]["chp"]["networkPolicy"]["egress"] for p in rule["ports"]] == [port]
+    # the same roles as on one machine
+    for role in hub["loadRoles"].values():
+        assert all(f'"{scope}"' in local for scope in role["scopes"]), role
 
 
 def test_a_paused_run_says_so_in_its_folder(tmp_path):
@@ -132,3 +150,26 @@ def test_a_paused_run_says_so_in_its_folder(tmp_path):
     assert status()["state"] == "running"
     session.stop()
     assert status()["state"] == "finished" and summarise("x", tmp_path).state == "stopped early"
+
+
+def test_the_values_check_merges_as_helm_does_and_reports_what_the_schema_refuses(tmp_path, capsys):
+    """deploy/kubernetes/check_values.py (run against the real chart's schema by hand: no chart here)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"))
+    import yaml
+    from check_values import VALUES, main, merged
+
+    assert merged({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": 3}, "d": [2]}) == {"a": {"b": 3, "c": 2}, "d": [2]}
+    ours = yaml.safe_load(VALUES.read_text())
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "values.yaml").write_text(yaml.safe_dump({"hub": {"baseUrl": "/"}}))
+    # the chart's kind of schema: named keys only, some required
+    keys = {key: {"type": "object"} for key in ours}
+    schema = {"type": "object", "additionalProperties": False, "required": ["hub"], "properties": keys}
+    schema["properties"]["hub"] = {"type": "object", "required": ["baseUrl"]}
+    (chart / "values.schema.yaml").write_text(yaml.safe_dump(schema))
+    assert main(chart) == 0  # baseUrl comes from the chart's defaults, as with Helm
+    del schema["properties"]["cull"]
+    (chart / "values.schema.yaml").write_text(yaml.safe_dump(schema))
+    assert main(chart) == 1
+    assert "'cull' was unexpected" in capsys.readouterr().out

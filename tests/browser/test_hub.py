@@ -98,6 +98,11 @@ def test_two_students_train_apart_and_the_teacher_sees_both(hub, browser):
     for user, page in pages.items():
         wait_points(page, "batch loss", 3, timeout_ms=60_000)
         screenshot(page, f"hub-1-{user}-training")
+        # plotly's widget code came over HTTP from the student's own server (bin/serve_voila.py as a
+        # server extension), once, not inside the widget state
+        fetched = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
+        bundles = [url for url in fetched if "/bpviz/plotly/widgetbundle.js?v=" in url]
+        assert bundles and all(f"/user/{user}/bpviz/plotly/" in url for url in bundles), fetched
 
     # each student's runs are in their own folder, and only there
     for user in STUDENTS:

@@ -159,7 +159,8 @@ def main() -> None:
     url = os.environ["JUPYTERHUB_SERVICE_URL"]
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     server = HTTPServer(make_app(Path(os.environ["BPVIZ_CLASS_DIR"]), prefix))
-    server.listen(port, "127.0.0.1")
+    # loopback on one machine; in the hub's pod on Kubernetes the proxy's pod must reach it (values.yaml)
+    server.listen(port, os.environ.get("BPVIZ_OVERVIEW_BIND", "127.0.0.1"))
     IOLoop.current().start()
 
 

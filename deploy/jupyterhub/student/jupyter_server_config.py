@@ -5,10 +5,17 @@ every request against the student's own login, so nobody else reaches this serve
 the server itself offer no more than the dashboard: no JupyterLab, no terminals, and kernels that
 take only widget messages (as standalone Voila does), so the page cannot run code of its own."""
 
+import sys
+from pathlib import Path
+
 c = get_config()  # noqa: F821 (traitlets' config loader provides it)
 
+# bin/serve_voila.py as an extension: plotly's ~5 MB widget code served once over HTTP, cached by the
+# browser, instead of inside every page's widget state (the repository's bin/, or the image's copy)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bin"))
 c.ServerApp.jpserver_extensions = {
     "voila": True,
+    "serve_voila": True,
     "jupyterlab": False,
     "notebook": False,
     "jupyter_lsp": False,
