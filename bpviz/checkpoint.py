@@ -35,6 +35,7 @@ def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:
         "format": FORMAT,
         "config": trainer.cfg.to_dict(),
         "step": trainer.step_count,
+        "base_lr": trainer.base_lr,
         "model": trainer.model.state_dict(),
         "algorithm": trainer.algorithm.state_dict(),
         "sampler": trainer.sampler.get_state(),
@@ -80,4 +81,5 @@ def load_checkpoint(path: str | Path, cfg: RunConfig | None = None, data: Datase
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     trainer.step_count = state["step"]
+    trainer.base_lr = state.get("base_lr", trainer.algorithm.lr)  # older files: no schedule, the same
     return trainer

@@ -77,6 +77,33 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    """A paper's headline experiment: train its runs, write results.json, .csv and .html under --out."""
+    from .reproduce import reproduce
+
+    out = args.out or f"results/{args.name}{'-tiny' if args.tiny else ''}"
+    result, paths = reproduce(
+        args.name,
+        out,
+        data_dir=args.data_dir,
+        is_tiny=args.tiny,
+        resume=args.resume,
+        workers=args.workers,
+        ray=args.ray,
+        command="bpviz " + " ".join(args.argv),
+    )
+    for run in result["runs"]:
+        summary = run["summary"]
+        extra = f"  train loss {summary['train_loss']:.4g}" if "train_loss" in summary else ""
+        print(
+            f"{run['label']:>20} {summary['state']:>9} at step {summary.get('step', 0)}{extra}",
+            summary.get("error", ""),
+        )
+    for path in paths:
+        print("wrote", path)
+    return 0 if all(r["summary"]["state"] != "failed" for r in result["runs"]) else 1
+
+
 def _load_config(args: argparse.Namespace) -> RunConfig:
     from .checkpoint import read_checkpoint
     from .presets import get_preset
@@ -204,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--out", default="results")
     cmp.set_defaults(func=_compare)
+    from .reproduce import EXPERIMENTS
+
+    rep = sub.add_parser("reproduce", help="a paper's headline experiment -> JSON, CSV, HTML (--tiny: in seconds)")
+    rep.add_argument("name", choices=list(EXPERIMENTS))
+    rep.add_argument("--data-dir", help="the folder with the data set's original files")
+    rep.add_argument("--tiny", action="store_true", help="the same pipeline on synthetic files, in seconds")
+    rep.add_argument("--out", help="where runs and results go (default: results/NAME, results/NAME-tiny)")
+    rep.add_argument("--resume", action="store_true", help="go on from the runs' last checkpoints under --out")
+    rep.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU core)")
+    rep.add_argument("--ray", default=None, help="run on a Ray cluster: 'auto' or HOST:PORT (bpviz[cluster])")
+    rep.set_defaults(func=_reproduce)
     runs_dir = dict(default="runs", help="the runs folder (default: runs)")
     train = sub.add_parser("train", help="train one run live with a progress bar; saved under --runs-dir")
     source = train.add_mutually_exclusive_group(required=True)

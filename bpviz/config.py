@@ -19,8 +19,12 @@ from typing import Any, Literal, Union
 
 from .options import ConfigError, check_optimizer
 
-DatasetName = Literal["spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d", "mnist", "cifar10"]
-IMAGE_DATASETS = ("digits", "mnist", "cifar10")
+DatasetName = Literal[
+    "spirals", "circles", "xor", "gaussians", "teacher", "digits", "mnist1d", "mnist", "cifar10", "cifar100"
+]
+IMAGE_DATASETS = ("digits", "mnist", "cifar10", "cifar100")
+VGG_DATASETS = ("cifar10", "cifar100")
+VGG13_DEPTH = 10
 Activation = Literal["tanh", "relu", "sigmoid", "linear"]
 Init = Literal["gaussian", "xavier", "kaiming", "orthogonal"]
 OptimizerName = Literal["sgd", "adam", "sa_sgd", "proxbp", "sibp"]
@@ -42,7 +46,8 @@ class RunConfig:
     noise: float = field(default=0.1, **_bounds(0.0))
     data_dir: str | None = None
     # model
-    arch: Literal["mlp", "cnn"] = "mlp"
+    #: "vgg13": VGG13 on 32x32 images (bpviz.models.VGG13_WIDTHS), 10 blocks, width = the first stage's
+    arch: Literal["mlp", "cnn", "vgg13"] = "mlp"
     depth: int = field(default=4, **_bounds(1, 100))
     width: int = field(default=32, **_bounds(1, 4096))
     activation: Activation = "tanh"
@@ -59,6 +64,11 @@ class RunConfig:
     lr: float = field(default=0.05, **_bounds(0.0, open_lo=True))
     batch_size: int = field(default=64, **_bounds(1))
     steps: int = field(default=1000, **_bounds(1))
+    #: the step size over the run: lr throughout; "step": x0.1 after 50% and again after 75% of the
+    #: steps (the usual CIFAR recipe); "cosine": lr (1 + cos(pi t / steps)) / 2
+    lr_schedule: Literal["constant", "step", "cosine"] = "constant"
+    #: each training image randomly shifted (a crop of the image padded by 4) and mirrored left-right
+    augment: bool = False
     seed: int = 0
     # execution
     device: str = "auto"
@@ -221,6 +231,14 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"arch: 'cnn' needs an image dataset ({', '.join(IMAGE_DATASETS)}); dataset is {cfg.dataset!r}"
         )
+    if cfg.arch == "vgg13" and cfg.dataset not in VGG_DATASETS:
+        raise ConfigError(f"arch: 'vgg13' needs 32x32 images ({', '.join(VGG_DATASETS)}); dataset is {cfg.dataset!r}")
+    if cfg.arch == "vgg13" and cfg.depth != VGG13_DEPTH:
+        raise ConfigError(
+            f"depth: arch 'vgg13' has {VGG13_DEPTH} blocks; got depth {cfg.depth}, set it to {VGG13_DEPTH}"
+        )
+    if cfg.augment and cfg.dataset not in IMAGE_DATASETS:
+        raise ConfigError(f"augment: crops and flips images ({', '.join(IMAGE_DATASETS)}); dataset is {cfg.dataset!r}")
     if cfg.device != "auto" and cfg.device != "cpu" and not cfg.device.startswith("cuda"):
         raise ConfigError(f"device: got {cfg.device!r}; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'")
     try:

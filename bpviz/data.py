@@ -7,7 +7,7 @@ inputs back to their original units: ``x = (raw * scale - mean) / std``, per fea
 per channel for images.
 
 Generation is deterministic in ``seed`` and uses private random generators, never numpy's or torch's
-global state. Nothing here downloads anything: MNIST and CIFAR-10 are read from the original files in
+global state. Nothing here downloads anything: MNIST and CIFAR-10/100 are read from the original files in
 ``data_dir``, and scikit-learn and mnist1d (for 'digits' and 'mnist1d') are optional dependencies.
 """
 
@@ -25,7 +25,12 @@ import numpy as np
 import torch
 
 from bpviz.config import RunConfig
-from bpviz.data_files import DataError, read_cifar10, read_mnist  # noqa: F401 (DataError: what loading raises)
+from bpviz.data_files import (  # noqa: F401 (DataError: what loading raises)
+    DataError,
+    read_cifar10,
+    read_cifar100,
+    read_mnist,
+)
 from bpviz.device import torch_dtype
 
 Task = Literal["classification", "regression"]
@@ -67,6 +72,8 @@ def load_dataset(cfg: RunConfig) -> Dataset:
         return load_mnist(cfg.data_dir, n_train, n_test, dtype=dtype)
     if cfg.dataset == "cifar10":
         return load_cifar10(cfg.data_dir, n_train, n_test, dtype=dtype)
+    if cfg.dataset == "cifar100":
+        return load_cifar100(cfg.data_dir, n_train, n_test, dtype=dtype)
     raise ValueError(f"unknown dataset {cfg.dataset!r}")
 
 
@@ -317,7 +324,7 @@ def load_mnist1d(n_train: int, n_test: int, seed: int, dtype: torch.dtype = torc
     )
 
 
-# --- MNIST and CIFAR-10 from their original files (read and checked in bpviz.data_files) ------------
+# --- MNIST and CIFAR-10/100 from their original files (read and checked in bpviz.data_files) --------
 def load_mnist(
     data_dir: str | Path | None,
     n_train: int | None = None,
@@ -342,8 +349,30 @@ def load_cifar10(
 ) -> Dataset:
     """CIFAR-10 from the original python batches: the first n_train / n_test images (all if None)."""
     folder, arrays = read_cifar10(data_dir, n_train)
+    return _cifar("cifar10", arrays, _CIFAR10_CLASSES, n_train, n_test, dtype, f"CIFAR-10 python batches in {folder}")
+
+
+def load_cifar100(
+    data_dir: str | Path | None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Dataset:
+    """CIFAR-100 (the 100 fine classes) from the original python files: the first n_train / n_test images."""
+    folder, arrays = read_cifar100(data_dir)
+    return _cifar("cifar100", arrays, arrays["class_names"], n_train, n_test, dtype, f"CIFAR-100 files in {folder}")
+
+
+def _cifar(
+    name: str,
+    arrays: dict,
+    classes: list[str],
+    n_train: int | None,
+    n_test: int | None,
+    dtype: torch.dtype,
+    source: str,
+) -> Dataset:
     n_train, n_test = _first(n_train, len(arrays["train_labels"])), _first(n_test, len(arrays["test_labels"]))
-    meta = {"source": f"CIFAR-10 python batches in {folder}"}
     x = (arrays["train_images"][:n_train], arrays["test_images"][:n_test])
     y = (arrays["train_labels"][:n_train], arrays["test_labels"][:n_test])
-    return _classification("cifar10", x, y, _CIFAR10_CLASSES, 1 / 255, dtype, meta)
+    return _classification(name, x, y, classes, 1 / 255, dtype, {"source": source})

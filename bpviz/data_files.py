@@ -1,4 +1,4 @@
-"""The original image files, read and checked: MNIST's IDX files and CIFAR-10's python batches.
+"""The original image files, read and checked: MNIST's IDX files, CIFAR-10's and CIFAR-100's python batches.
 
 No downloads: both come from ``data_dir``. Every problem (a missing file, a truncated or foreign
 one, a pickle that would run code) raises :class:`DataError` naming the file and what was expected.
@@ -89,10 +89,12 @@ def _mnist_paths(data_dir: str | Path | None) -> dict[str, Path]:
     return found
 
 
-# --- CIFAR-10 from the original python pickles -----------------------------------------------------------
+# --- CIFAR-10 and CIFAR-100 from the original python pickles -----------------------------------------
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _CIFAR_TEST = "test_batch"
 _CIFAR_SUBDIR = "cifar-10-batches-py"
+_CIFAR100_FILES = ["train", "test", "meta"]
+_CIFAR100_SUBDIR = "cifar-100-python"
 
 
 def _numpy_pickle_globals() -> dict[tuple[str, str], Any]:
@@ -120,43 +122,48 @@ class _ArrayUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of a CIFAR-10 batch)") from None
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (not part of a CIFAR batch)") from None
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) from one CIFAR-10 batch, after checking its layout."""
+def _unpickle(path: Path, what: str) -> Any:
     try:
         with path.open("rb") as fh:
-            batch = _ArrayUnpickler(fh, encoding="bytes").load()
-    except Exception as exc:  # a malformed pickle can fail in many ways; all mean "not a CIFAR batch"
-        raise DataError(f"{path} is not a valid CIFAR-10 batch: {exc}") from None
+            return _ArrayUnpickler(fh, encoding="bytes").load()
+    except Exception as exc:  # a malformed pickle can fail in many ways; all mean "not a CIFAR file"
+        raise DataError(f"{path} is not a valid {what}: {exc}") from None
+
+
+def _read_cifar_batch(path: Path, labels_key: bytes = b"labels", n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) from one CIFAR batch, after checking its layout
+    (CIFAR-10's batches label with b'labels', CIFAR-100's files with b'fine_labels')."""
+    what = "CIFAR-10 batch" if n_classes == 10 else "CIFAR-100 file"
+    batch = _unpickle(path, what)
     data = batch.get(b"data") if isinstance(batch, dict) else None
-    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    labels = batch.get(labels_key) if isinstance(batch, dict) else None
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: expected b'data' to be a uint8 array of shape (N, 3072)")
     labels = np.asarray(labels if isinstance(labels, list) else [], dtype=np.int64)
-    if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DataError(f"{path}: expected b'labels' to be a list of {len(data)} class indices 0..9")
+    if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() >= n_classes)):
+        raise DataError(f"{path}: expected {labels_key!r} to be a list of {len(data)} class indices 0..{n_classes - 1}")
     return data.reshape(-1, 3, 32, 32), labels  # rows hold the red, green, then blue 32x32 planes
 
 
-def _cifar_folder(data_dir: str | Path | None) -> Path:
-    """The folder holding all six batches: data_dir itself or its cifar-10-batches-py subfolder."""
-    names = _CIFAR_TRAIN + [_CIFAR_TEST]
+def _cifar_folder(data_dir: str | Path | None, dataset: str, names: list[str], subdir: str, archive: str) -> Path:
+    """The folder holding all of ``names``: data_dir itself or its ``subdir`` subfolder."""
+    title = dataset.upper().replace("CIFAR", "CIFAR-")
     if data_dir is None:
         raise DataError(
-            f"dataset 'cifar10' reads the original CIFAR-10 python batches: set data_dir to a folder "
-            f"containing {', '.join(names)} (or its {_CIFAR_SUBDIR}/ subfolder)"
+            f"dataset {dataset!r} reads the original {title} python batches: set data_dir to a folder "
+            f"containing {', '.join(names)} (or its {subdir}/ subfolder)"
         )
     folder = Path(data_dir).expanduser()
-    candidates = [folder, folder / _CIFAR_SUBDIR]
+    candidates = [folder, folder / subdir]
     missing = [[n for n in names if not (c / n).is_file()] for c in candidates]
     best = min(range(len(candidates)), key=lambda i: len(missing[i]))
     if missing[best]:
         raise DataError(
-            f"CIFAR-10 files missing: put {', '.join(missing[best])} in {candidates[best]}; the folder needs "
-            f"all of {', '.join(names)} (as unpacked from cifar-10-python.tar.gz into {folder} "
-            f"or {folder / _CIFAR_SUBDIR})"
+            f"{title} files missing: put {', '.join(missing[best])} in {candidates[best]}; the folder needs "
+            f"all of {', '.join(names)} (as unpacked from {archive} into {folder} or {folder / subdir})"
         )
     return candidates[best]
 
@@ -184,7 +191,7 @@ def read_mnist(data_dir: str | Path | None) -> dict[str, np.ndarray]:
 def read_cifar10(data_dir: str | Path | None, n_train: int | None = None) -> tuple[Path, dict[str, np.ndarray]]:
     """The folder and the CIFAR-10 arrays (``train_images`` (N, 3, 32, 32) uint8, ``train_labels``,
     ``test_*``); only as many training batches as ``n_train`` needs are read."""
-    folder = _cifar_folder(data_dir)
+    folder = _cifar_folder(data_dir, "cifar10", _CIFAR_TRAIN + [_CIFAR_TEST], _CIFAR_SUBDIR, "cifar-10-python.tar.gz")
     train_x, train_y = [], []
     for name in _CIFAR_TRAIN:
         images, labels = _read_cifar_batch(folder / name)
@@ -198,5 +205,25 @@ def read_cifar10(data_dir: str | Path | None, n_train: int | None = None) -> tup
         "train_labels": np.concatenate(train_y),
         "test_images": test_x,
         "test_labels": test_y,
+    }
+    return folder, arrays
+
+
+def read_cifar100(data_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
+    """The folder and the CIFAR-100 arrays (as :func:`read_cifar10`'s, with the 100 fine labels) and
+    ``class_names`` (the fine label names from ``meta``)."""
+    folder = _cifar_folder(data_dir, "cifar100", _CIFAR100_FILES, _CIFAR100_SUBDIR, "cifar-100-python.tar.gz")
+    train_images, train_labels = _read_cifar_batch(folder / "train", b"fine_labels", 100)
+    test_images, test_labels = _read_cifar_batch(folder / "test", b"fine_labels", 100)
+    meta = _unpickle(folder / "meta", "CIFAR-100 meta file")
+    names = meta.get(b"fine_label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or len(names) != 100 or not all(isinstance(n, bytes) for n in names):
+        raise DataError(f"{folder / 'meta'}: expected b'fine_label_names' to be a list of 100 names")
+    arrays = {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+        "class_names": [n.decode() for n in names],
     }
     return folder, arrays

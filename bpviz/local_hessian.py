@@ -74,10 +74,11 @@ def _block_input(model: BlockNet, x: torch.Tensor, block: int) -> torch.Tensor:
 
 # --- structured Jacobians -----------------------------------------------------------------------
 def _patches(block: Block, z: torch.Tensor) -> torch.Tensor:
-    """The rows the weight multiplies: block inputs (n, d), or conv im2col patches (n*H*W, C*9)."""
+    """The rows the weight multiplies: block inputs (n, d), or conv im2col patches (n*H*W, C*9) of
+    the (pooled, where the block pools) input."""
     if block.kind == "linear":
         return z
-    cols = F.unfold(z, kernel_size=3, padding=1)  # (n, C*9, H*W)
+    cols = F.unfold(block.affine_input(z), kernel_size=3, padding=1)  # (n, C*9, H*W)
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
@@ -89,7 +90,7 @@ def _per_unit(t: torch.Tensor, kind: str) -> torch.Tensor:
 def _slopes(block: Block, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per unit and position: the factor c (activation slope, times gamma/s with BN) and y_hat."""
     with torch.no_grad():
-        g = block.affine_map(z, block.weight)
+        g = block.affine_map(block.affine_input(z), block.weight)
         act_grad = ACTIVATIONS[block.activation][1]
         if block.bn is None:
             return _per_unit(act_grad(g), block.kind), None

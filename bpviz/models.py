@@ -1,7 +1,10 @@
 """Networks built from explicit blocks, so every block's local Hessian has a name and an index.
 
-A block is ``F_b(W_b; z) = act(BN(affine(W_b, z))) + skip(z)`` with affine a Linear (MLP) or a
-3x3 Conv2d (CNN). ``Block.local_forward`` is that map as a pure function of the block input and,
+A block is ``F_b(W_b; z) = act(BN(affine(W_b, pool(z)))) + skip(z)`` with affine a Linear (MLP) or a
+3x3 Conv2d (CNN, VGG13), and pool a 2x2 max-pool where a VGG stage starts (else the identity): the
+pool opens the block rather than closing the one before, so a weight still multiplies the patches
+of the block's own (pooled) input and its local Hessian keeps its per-channel structure.
+``Block.local_forward`` is that map as a pure function of the block input and,
 optionally, a substitute main weight, with BatchNorm in training mode (batch statistics) and no
 running-statistics update: it is the function whose Jacobian defines the local Hessian and whose
 back-matching loss BP minimises, and it has no side effects, so curvature code may call it freely.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +41,14 @@ ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[t
 
 
 class Block(nn.Module):
-    """One block: affine -> [BatchNorm] -> activation, plus an optional skip connection.
+    """One block: [max-pool] -> affine -> [BatchNorm] -> activation, plus an optional skip connection.
 
     The skip is the identity when input and output shapes agree and a bias-free projection
     (Linear, or 1x1 Conv) otherwise.
     """
 
     kind: str  # "linear" or "conv"
+    pool: bool = False  # a 2x2 max-pool of the input before the affine map (VGG's stage starts)
 
     def __init__(
         self, affine: nn.Module, bn: nn.Module | None, activation: str, projection: nn.Module | None, skip: bool
@@ -54,6 +59,10 @@ class Block(nn.Module):
         self.activation = activation
         self.skip = skip
         self.projection = projection if skip else None
+
+    def affine_input(self, z: torch.Tensor) -> torch.Tensor:
+        """What the affine map multiplies: the block input, max-pooled 2x2 where the block pools."""
+        return F.max_pool2d(z, 2) if self.pool else z
 
     @property
     def weight(self) -> torch.Tensor:
@@ -81,7 +90,7 @@ class Block(nn.Module):
 
     def pre_activation(self, z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """The argument of the activation, with BN (training mode, batch statistics) applied."""
-        g = self.affine_map(z, self.weight if weight is None else weight)
+        g = self.affine_map(self.affine_input(z), self.weight if weight is None else weight)
         if self.bn is not None:
             y_hat, _ = self.normalize(g)
             g = y_hat * self.channel_view(self.bn.weight) + self.channel_view(self.bn.bias)
@@ -99,7 +108,7 @@ class Block(nn.Module):
         return out if s is None else out + s
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        g = self.affine(z)
+        g = self.affine(self.affine_input(z))
         if self.bn is not None:
             g = self.bn(g)
         out = ACTIVATIONS[self.activation][0](g)
@@ -122,26 +131,31 @@ class LinearBlock(Block):
 class ConvBlock(Block):
     kind = "conv"
 
-    def __init__(self, c_in: int, c_out: int, activation: str, batch_norm: bool, skip: bool):
+    def __init__(self, c_in: int, c_out: int, activation: str, batch_norm: bool, skip: bool, pool: bool = False):
+        """``pool``: max-pool first; such a block's skip would need a strided projection, so it has none."""
         projection = nn.Conv2d(c_in, c_out, 1, bias=False) if c_in != c_out else None
         bn = nn.BatchNorm2d(c_out, eps=BN_EPS) if batch_norm else None
-        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), bn, activation, projection, skip)
+        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), bn, activation, projection, skip and not pool)
+        self.pool = pool
 
     def affine_map(self, z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.conv2d(z, weight, self.affine.bias, padding=1)
 
 
 class Head(nn.Module):
-    """The output layer: a Linear map (after global average pooling for CNNs)."""
+    """The output layer: a Linear map; for a CNN after global average pooling (``pool="mean"``), for
+    VGG13 after its last 2x2 max-pool, flattened (``pool="max"``)."""
 
-    def __init__(self, d_in: int, n_outputs: int, pool: bool):
+    def __init__(self, d_in: int, n_outputs: int, pool: Literal["none", "mean", "max"]):
         super().__init__()
         self.pool = pool
         self.linear = nn.Linear(d_in, n_outputs)
 
     def local_forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.pool:
+        if self.pool == "mean":
             z = z.mean(dim=(2, 3))
+        elif self.pool == "max":
+            z = F.max_pool2d(z, 2).flatten(1)
         return self.linear(z)
 
     forward = local_forward
@@ -202,20 +216,22 @@ def init_weight(weight: torch.Tensor, cfg: RunConfig, generator: torch.Generator
 def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) -> BlockNet:
     """The network ``cfg`` describes, initialised deterministically from ``cfg.seed``."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    if cfg.arch == "cnn":
+    if cfg.arch == "vgg13":
+        blocks, head = _vgg13(cfg, input_shape, n_outputs)
+    elif cfg.arch == "cnn":
         if len(input_shape) != 3:
             raise ValueError(f"arch 'cnn' needs image input (C, H, W); got input shape {tuple(input_shape)}")
         widths = [input_shape[0]] + [cfg.width] * cfg.depth
         blocks: list[Block] = [
             ConvBlock(widths[i], widths[i + 1], cfg.activation, cfg.batch_norm, cfg.skip) for i in range(cfg.depth)
         ]
-        head = Head(cfg.width, n_outputs, pool=True)
+        head = Head(cfg.width, n_outputs, pool="mean")
     else:
         widths = [math.prod(input_shape)] + [cfg.width] * cfg.depth
         blocks = [
             LinearBlock(widths[i], widths[i + 1], cfg.activation, cfg.batch_norm, cfg.skip) for i in range(cfg.depth)
         ]
-        head = Head(cfg.width, n_outputs, pool=False)
+        head = Head(cfg.width, n_outputs, pool="none")
     model = BlockNet(blocks, head, input_shape, flatten=cfg.arch == "mlp")
     model.to(torch_dtype(cfg.dtype))
     for block in model.blocks:
@@ -226,6 +242,37 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) ->
     init_weight(model.head.linear.weight, cfg, generator)
     init_bias(model.head.linear.bias, cfg, generator)
     return model
+
+
+#: VGG13 (Simonyan & Zisserman 2015, configuration B) as a CIFAR network: ten 3x3 conv blocks in five
+#: stages of two, widths in multiples of the first (64 in the standard net: 64, 128, 256, 512, 512), a
+#: 2x2 max-pool opening stages 2-5 and closing stage 5, then one Linear classifier on the 512 features
+#: left of a 32x32 image (the usual CIFAR head, e.g. kuangliu/pytorch-cifar's; the paper on local
+#: Hessians says only "VGG13 with BN", so the head is our choice). 9.4M parameters with BN at width 64.
+VGG13_WIDTHS = (1, 1, 2, 2, 4, 4, 8, 8, 8, 8)
+VGG13_POOLED = (2, 4, 6, 8)  # blocks that open a stage with a max-pool
+
+
+def _vgg13(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) -> tuple[list[Block], Head]:
+    if len(input_shape) != 3 or input_shape[1] % 32 or input_shape[2] % 32:
+        raise ValueError(
+            f"arch 'vgg13' pools five times by 2: it needs images (C, H, W) with H and W multiples of 32; "
+            f"got input shape {tuple(input_shape)}"
+        )
+    widths = [input_shape[0]] + [cfg.width * k for k in VGG13_WIDTHS]
+    blocks: list[Block] = [
+        ConvBlock(
+            widths[i],
+            widths[i + 1],
+            cfg.activation,
+            cfg.batch_norm,
+            cfg.skip and widths[i] == widths[i + 1],
+            pool=i in VGG13_POOLED,
+        )
+        for i in range(len(VGG13_WIDTHS))
+    ]
+    features = widths[-1] * (input_shape[1] // 32) * (input_shape[2] // 32)
+    return blocks, Head(features, n_outputs, pool="max")
 
 
 def init_bias(bias: torch.Tensor, cfg: RunConfig, generator: torch.Generator) -> None:

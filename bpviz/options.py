@@ -163,8 +163,8 @@ def check_optimizer(optimizer: str, options: dict[str, Any], *, arch: str, batch
     resolve_options(optimizer, ALGORITHM_OPTIONS[optimizer], options)
     if optimizer not in PLAIN_MLP_ONLY:
         return
-    if arch == "cnn":
-        why = "arch 'cnn' has convolution blocks (and a pooled head); use arch 'mlp'."
+    if arch in ("cnn", "vgg13"):
+        why = f"arch {arch!r} has convolution blocks (and a pooled head); use arch 'mlp'."
     elif batch_norm:
         why = (
             "batch_norm=True: BatchNorm couples the samples of a batch, so a block is no longer "

@@ -27,14 +27,14 @@ FLUSH_SECONDS = 1.0
 METRICS_VERSION = 2
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """NaN and Inf as strings, so the lines stay strict JSON that any tool can read."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -64,8 +64,23 @@ class RunWriter:
         self._last_flush = time.monotonic()
         self.set_status("running")
 
+    @classmethod
+    def reopen(cls, path: str | Path, up_to_step: int) -> RunWriter:
+        """The writer of an existing run folder that goes on from ``up_to_step`` (a checkpoint's):
+        records past that step (written after the checkpoint, before the run stopped) are dropped,
+        so the resumed run's records are those of an uninterrupted one."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        metrics = writer.path / "metrics.jsonl"
+        kept = [line for line in _lines(metrics) if json.loads(line).get("step", 0) <= up_to_step]
+        metrics.write_text("".join(line + "\n" for line in kept))
+        writer._file = metrics.open("a", encoding="utf-8")
+        writer._last_flush = time.monotonic()
+        writer.set_status("running", step=up_to_step)
+        return writer
+
     def append(self, record: dict) -> None:
-        self._file.write(json.dumps(_jsonable(record)) + "\n")
+        self._file.write(json.dumps(jsonable(record)) + "\n")
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
@@ -77,7 +92,7 @@ class RunWriter:
         """Replace status.json atomically (write, then rename)."""
         tmp = self.path / "status.json.tmp"
         status = {"state": state, "updated": time.time(), "metrics_version": METRICS_VERSION, **info}
-        tmp.write_text(json.dumps(_jsonable(status)))
+        tmp.write_text(json.dumps(jsonable(status)))
         os.replace(tmp, self.path / "status.json")
 
     def close(self, state: str, **info: Any) -> None:
@@ -213,4 +228,16 @@ def export_csv(run: SavedRun, out: str | Path) -> Path:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(run.records)
+    return out
+
+
+def _lines(path: Path) -> list[str]:
+    """The complete JSON lines of a metrics file (a truncated last line, from a killed writer, is not)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        try:
+            json.loads(line)
+        except ValueError:
+            continue
+        out.append(line)
     return out

@@ -353,7 +353,7 @@ class TrainingSession:
                 return False
         if self._pending_lr is not None:
             lr, self._pending_lr = self._pending_lr, None
-            self.trainer.algorithm.set_lr(lr)
+            self.trainer.set_lr(lr)
             self._record({"lr": lr})
         if self._every_changed:
             self._every_changed = False

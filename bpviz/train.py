@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .augment import random_crop_flip
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .device import resolve_device
 from .loop import Hook, every, train_loop
 from .models import BlockNet, build_model, network_loss
 from .optim import Algorithm, StepResult, make_algorithm
+from .schedules import lr_factor
 
 
 class Trainer:
@@ -33,14 +35,25 @@ class Trainer:
         self.algorithm: Algorithm = make_algorithm(cfg, self.model)
         self.sampler = torch.Generator().manual_seed(cfg.seed + 1)
         self.step_count = 0
+        #: the step size a user set (cfg.lr, or a live change); the schedule scales it at each step
+        self.base_lr = cfg.lr
+
+    def set_lr(self, lr: float) -> None:
+        """A new step size from now on, still scaled by the run's schedule."""
+        self.base_lr = lr
+        self.algorithm.set_lr(lr * lr_factor(self.cfg.lr_schedule, self.step_count, self.cfg.steps))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A mini-batch drawn with replacement (indices made on the CPU: no device sync)."""
+        """A mini-batch drawn with replacement (indices made on the CPU: no device sync), augmented
+        when the run says so (its draws from the same generator)."""
         idx = torch.randint(0, self.x_train.shape[0], (self.cfg.batch_size,), generator=self.sampler)
         idx = idx.to(self.device, non_blocking=True)
-        return self.x_train[idx], self.y_train[idx]
+        x = self.x_train[idx]
+        return (random_crop_flip(x, self.sampler) if self.cfg.augment else x), self.y_train[idx]
 
     def step(self) -> StepResult:
+        if self.cfg.lr_schedule != "constant":
+            self.algorithm.set_lr(self.base_lr * lr_factor(self.cfg.lr_schedule, self.step_count, self.cfg.steps))
         result = self.algorithm.step(*self.batch())
         self.step_count += 1
         return result

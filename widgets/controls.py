@@ -26,9 +26,10 @@ SERVER_ONLY = ("data_dir", "device", "num_threads")
 #: options (one control per declared option, under the optimizer's menu)
 WITHOUT_CONTROL = ("name", "optimizer_options")
 #: fields shown in the folded "more settings" section
-FOLDED = ("n_train", "n_test", "noise", "bias_init", "dtype")
-#: menu choices the page cannot use: these datasets are read from data_dir, which only the server sets
-UNAVAILABLE = {"dataset": ("mnist", "cifar10")}
+FOLDED = ("n_train", "n_test", "noise", "bias_init", "lr_schedule", "augment", "dtype")
+#: menu choices the page cannot use: these datasets are read from data_dir, which only the server sets,
+#: and VGG13 trains on them only (``bpviz reproduce`` runs it)
+UNAVAILABLE = {"dataset": ("mnist", "cifar10", "cifar100"), "arch": ("vgg13",)}
 #: a control's CSS class is ``bpviz-<name>``; the page and its tests use these shorter ones
 CSS = {"batch_norm": "bn", "batch_size": "batch", "hessian_every": "hessian"}
 LABELS = {
@@ -38,6 +39,8 @@ LABELS = {
     "lr": "step size",
     "batch_size": "batch",
     "hessian_every": "Hessian",
+    "lr_schedule": "step-size schedule",
+    "augment": "augment images",
 }
 #: optimizer options as the page names them (the hover shows the option's own help and its name)
 OPTION_LABELS = {

@@ -34,7 +34,7 @@ def refuse_non_mlp_model(algo: str, model: BlockNet) -> None:
         else:
             continue
         raise not_a_plain_mlp(algo, why)
-    if model.head.pool:
+    if model.head.pool != "none":
         raise not_a_plain_mlp(algo, "the head pools a convolutional feature map.")
 
 

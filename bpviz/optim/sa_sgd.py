@@ -143,26 +143,27 @@ class SASGD(SGD):
         return betas, trace / z.numel()
 
     def _head_scalars(
-        self, head: Head, z: torch.Tensor, positions: int
+        self, head: Head, z: torch.Tensor, shrink: int
     ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
-        """The head's betas and alpha. Its hook sees the pooled input of a CNN; pooling over
-        ``positions`` places makes the Jacobian w.r.t. the unpooled map 1/positions as large."""
+        """The head's betas and alpha. Its hook sees the pooled input; alpha is per entry of the
+        unpooled map, ``shrink`` times fewer than the pooled (see :func:`pool_shrink`)."""
         k = head.linear.weight.shape[0]
         betas = {
             head.linear.weight: (z.pow(2).sum() / z.shape[1]).expand(k),
             head.linear.bias: z.new_full((k,), float(z.shape[0])),
         }
-        return betas, head.linear.weight.detach().pow(2).sum() / z.shape[1] / positions**2
+        return betas, head.linear.weight.detach().pow(2).sum() / z.shape[1] / shrink
 
     def _scalars(self) -> list[tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]]:
         out = []
         for i, stage in enumerate(self.stages):
             z, g = self._captured[i]
             if isinstance(stage, Head):
-                positions = math.prod(self._captured[i - 1][1].shape[2:]) if stage.pool else 1
-                out.append(self._head_scalars(stage, z, positions))
+                positions = math.prod(self._captured[i - 1][1].shape[2:]) if stage.pool == "mean" else 1
+                out.append(self._head_scalars(stage, z, pool_shrink(stage.pool, positions)))
             else:
-                out.append(self._block_scalars(stage, z, g))
+                betas, alpha = self._block_scalars(stage, z, g)
+                out.append((betas, alpha / pool_shrink("max" if stage.pool else "none")))
         if self.options["statistics"] == "running":
             if self._running is not None:
                 m = self.options["ema"]
@@ -276,3 +277,12 @@ class SASGD(SGD):
         names = [scale_name(b) for b in range(len(weights) - 1)] + [scale_name("head")]
         one = weights[0].new_ones(())
         return {name: self._scales[w].detach().mean() if w in self._scales else one for name, w in zip(names, weights)}
+
+
+def pool_shrink(pool: str, positions: int = 1) -> int:
+    """How much smaller alpha (the trace of the input Hessian per input entry) is when taken per entry
+    of the unpooled map that feeds a pool than per entry of what the pool hands on. Mean over
+    ``positions`` places: the Jacobian is 1/positions as large at positions times the entries,
+    positions^2. Max over 2x2: each output reads exactly one input (the Jacobian's norm is kept) out
+    of four entries, 4."""
+    return {"none": 1, "mean": positions**2, "max": 4}[pool]

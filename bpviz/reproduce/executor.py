@@ -1,0 +1,121 @@
+"""Where a reproduction's runs go: local worker processes by default (each run in a process of its
+own, one compute thread per process unless the run says otherwise), with a progress bar over all
+steps read from the runs' own records. A run that raises, or whose worker process dies, is reported
+and tried again from its last checkpoint, up to ``retries`` times; nothing a finished run wrote is
+lost, and a run that still fails is listed in the results as failed with its error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+
+from ..runs import load_run
+from .runner import RunJob, run_job
+
+#: how worker processes start: "spawn", so that no forked torch state (threads, locks) is inherited
+START_METHOD = "spawn"
+
+
+def current_step(folder: str) -> int:
+    """The last step a run's records reached (0 before its first)."""
+    try:
+        records = load_run(Path(folder)).records
+    except Exception:  # not written yet, or being written: progress is only a display
+        return 0
+    return max((int(r.get("step", 0)) for r in records), default=0)
+
+
+class Progress:
+    """A tqdm bar over every run's steps (a plain line every few seconds without tqdm)."""
+
+    def __init__(self, jobs: Sequence[RunJob], total: int, quiet: bool = False):
+        self.jobs, self.total, self.quiet = jobs, total, quiet
+        self._printed = 0.0
+        try:
+            from tqdm import tqdm
+
+            self.bar = None if quiet else tqdm(total=total, unit="step", desc="reproduce")
+        except ImportError:
+            self.bar = None
+
+    def update(self) -> None:
+        done = sum(current_step(job.folder) for job in self.jobs)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+        elif not self.quiet and time.monotonic() - self._printed > 5:
+            print(f"reproduce: {done}/{self.total} steps", flush=True)
+            self._printed = time.monotonic()
+
+    def close(self) -> None:
+        self.update()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_local(
+    jobs: Sequence[RunJob],
+    total_steps: int,
+    workers: int | None = None,
+    retries: int = 1,
+    quiet: bool = False,
+    target: Callable[[RunJob], dict] = run_job,
+) -> list[dict]:
+    """Every job in worker processes, at most ``workers`` at a time; returns one summary per job,
+    in the jobs' order. A dead worker breaks its pool: the jobs it was running are tried again in a
+    new one."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [_with_threads(job, threads) for job in jobs]
+    results: dict[int, dict] = {}
+    attempts = dict.fromkeys(range(len(jobs)), 0)
+    progress = Progress(jobs, total_steps, quiet)
+    queue = deque(range(len(jobs)))
+    while queue:
+        context = multiprocessing.get_context(START_METHOD)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            running: dict[Future, int] = {}
+            broken = False
+            while running or (queue and not broken):
+                while queue and not broken and len(running) < workers:
+                    i = queue.popleft()
+                    attempts[i] += 1
+                    # a retry goes on from the last checkpoint the failed attempt left
+                    job = jobs[i] if attempts[i] == 1 else replace(jobs[i], resume=True)
+                    running[pool.submit(target, job)] = i
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                progress.update()
+                for future in done:
+                    i = running.pop(future)
+                    try:
+                        results[i] = future.result()
+                    except BrokenProcessPool as exc:
+                        broken = True
+                        _failed(i, jobs, attempts, retries, results, queue, f"its worker process died ({exc})", quiet)
+                    except Exception as exc:  # any error of one run: report it, go on with the others
+                        _failed(i, jobs, attempts, retries, results, queue, f"{type(exc).__name__}: {exc}", quiet)
+    progress.close()
+    return [results[i] for i in range(len(jobs))]
+
+
+def _failed(i, jobs, attempts, retries, results, queue, error: str, quiet: bool) -> None:
+    job = jobs[i]
+    if attempts[i] <= retries:
+        if not quiet:
+            print(f"reproduce: {job.label} failed ({error}); trying again from its last checkpoint", flush=True)
+        queue.append(i)
+    else:
+        results[i] = {"label": job.label, "folder": job.folder, "state": "failed", "error": error}
+
+
+def _with_threads(job: RunJob, threads: int) -> RunJob:
+    if job.config.get("num_threads") is not None:
+        return job
+    return replace(job, config={**job.config, "num_threads": threads})

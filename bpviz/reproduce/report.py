@@ -1,0 +1,166 @@
+"""A reproduction's results: ``results.json`` (everything: the recipe and where each setting comes
+from, every run's summary and records), ``results.csv`` (one row per record of every run) and
+``results.html``, laid out as the papers' figures are (the loss and test accuracy over training for
+paper 1, final loss and accuracy over step sizes for paper 2), with what neither paper shows: the
+largest local-Hessian condition number over the blocks, over training, for every run."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from pathlib import Path
+
+from .. import html_plot
+from ..runs import jsonable, load_run
+from .experiments import Experiment
+
+
+def largest_kappa(record: dict) -> tuple[float | None, bool]:
+    """The largest input-Hessian κ over the blocks in a report record, and whether any block's is only
+    a certified lower bound (then the largest is a lower bound as well)."""
+    values = {k: v for k, v in record.items() if k.startswith(("cond/input/", "cond_lower_bound/input/"))}
+    finite = [v for v in values.values() if isinstance(v, float) and math.isfinite(v)]
+    return (max(finite) if finite else None), any(k.startswith("cond_lower_bound/") for k in values)
+
+
+def gather(experiment: Experiment, summaries: list[dict]) -> dict:
+    runs = []
+    for run, summary in zip(experiment.runs, summaries, strict=True):
+        summary = dict(summary)
+        records = summary.pop("records", None)
+        if records is None:  # a run that failed: what its folder holds, if anything
+            try:
+                records = load_run(summary["folder"]).records
+            except Exception:
+                records = []
+        runs.append({"label": run.label, "config": run.cfg.to_dict(), "summary": summary, "records": records})
+    return {
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "tiny": experiment.tiny,
+        "sources": experiment.sources,
+        "notes": list(experiment.notes),
+        "runs": runs,
+    }
+
+
+def _series(runs: list[dict], key: str) -> dict:
+    return {
+        r["label"]: ([x["step"] for x in r["records"] if key in x], [x[key] for x in r["records"] if key in x])
+        for r in runs
+    }
+
+
+def _kappa_series(runs: list[dict]) -> tuple[dict, bool]:
+    series, bound = {}, False
+    for r in runs:
+        steps, values = [], []
+        for record in r["records"]:
+            kappa, is_bound = largest_kappa(record)
+            if kappa is not None:
+                steps.append(record["step"])
+                values.append(kappa)
+                bound = bound or is_bound
+        series[r["label"]] = (steps, values)
+    return series, bound
+
+
+def final_rows(result: dict) -> list[dict]:
+    rows = []
+    for r in result["runs"]:
+        cfg, summary, records = r["config"], r["summary"], r["records"]
+        tests = [x for x in records if "test_accuracy" in x]
+        rows.append(
+            {
+                "run": r["label"],
+                "optimizer": cfg["optimizer"],
+                "lr": cfg["lr"],
+                "state": summary["state"],
+                "step": summary.get("step"),
+                "final_train_loss": summary.get("train_loss"),
+                "final_train_accuracy": summary.get("train_accuracy"),
+                "final_test_accuracy": tests[-1]["test_accuracy"] if tests else None,
+                "best_test_accuracy": max((x["test_accuracy"] for x in tests), default=None),
+                "error": summary.get("error", ""),
+            }
+        )
+    return rows
+
+
+def write_results(result: dict, out: Path, command: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.json", out / "results.csv", out / "results.html"]
+    paths[0].write_text(json.dumps(jsonable({**result, "command": command}), indent=1))
+    keys = sorted({k for r in result["runs"] for record in r["records"] for k in record} - {"step"})
+    with paths[1].open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["run", "step", *keys])
+        for r in result["runs"]:
+            for record in r["records"]:
+                writer.writerow([r["label"], record["step"], *(record.get(k, "") for k in keys)])
+    paths[2].write_text(_page(result, command))
+    return paths
+
+
+def _page(result: dict, command: str) -> str:
+    runs, rows = result["runs"], final_rows(result)
+    parts = [f"<p>Produced by <code>{html.escape(command)}</code>.</p>"]
+    if result["tiny"]:
+        parts.append(
+            "<p><b>--tiny</b>: the pipeline on synthetic data in the real file formats, at a size that runs in "
+            "seconds. These curves show that it works, not what the paper found.</p>"
+        )
+    parts.append("<h2>Where each setting comes from</h2>")
+    parts.append(
+        html_plot.table([{"setting": k, "source": v} for k, v in result["sources"].items()], ["setting", "source"])
+    )
+    if any(r["config"]["optimizer"] != runs[0]["config"]["optimizer"] for r in runs) and _is_sweep(runs):
+        parts += _sweep_figures(runs, rows)
+    else:
+        parts.append(
+            html_plot.line_chart(
+                _series(runs, "batch_loss_mean"), "training loss (mean batch loss)", "step", "loss", logy=True
+            )
+        )
+        parts.append(
+            html_plot.line_chart(_series(runs, "test_accuracy"), "test accuracy (whole test set)", "step", "accuracy")
+        )
+    kappa, bound = _kappa_series(runs)
+    label = "largest input-Hessian κ over the blocks" + (
+        " (≥: some blocks' κ are Lanczos lower bounds)" if bound else ""
+    )
+    parts.append(html_plot.line_chart(kappa, label, "step", "κ", logy=True))
+    parts.append("<h2>Final numbers</h2>")
+    parts.append(html_plot.table(rows, list(rows[0])))
+    return html_plot.page(result["title"], parts)
+
+
+def _is_sweep(runs: list[dict]) -> bool:
+    return len({r["config"]["lr"] for r in runs}) > 1
+
+
+def _sweep_figures(runs: list[dict], rows: list[dict]) -> list[str]:
+    """As paper 2's: per algorithm, the final loss and accuracy over the step size; then the curves."""
+    loss, acc = {}, {}
+    for algorithm in dict.fromkeys(row["optimizer"] for row in rows):
+        mine = [row for row in rows if row["optimizer"] == algorithm]
+        done = [row for row in mine if row["state"] == "finished"]
+        loss[algorithm] = ([row["lr"] for row in done], [row["final_train_loss"] for row in done])
+        acc[algorithm] = ([row["lr"] for row in done], [row["final_test_accuracy"] for row in done])
+    parts = [
+        html_plot.line_chart(
+            loss, "final training loss (whole training set)", "step size", "loss", logx=True, logy=True
+        ),
+        html_plot.line_chart(acc, "final test accuracy", "step size", "accuracy", logx=True),
+        "<p>Runs that diverged are left out of these two charts; the table lists them.</p>",
+    ]
+    for algorithm in loss:
+        mine = [r for r in runs if r["config"]["optimizer"] == algorithm]
+        parts.append(
+            html_plot.line_chart(
+                _series(mine, "batch_loss_mean"), f"{algorithm}: training loss over steps", "step", "loss", logy=True
+            )
+        )
+    return parts

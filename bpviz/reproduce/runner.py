@@ -1,0 +1,126 @@
+"""One run of a reproduction, in its own folder (the runs-folder layout ``bpviz runs`` reads):
+``config.json``, ``metrics.jsonl``, ``status.json`` and ``checkpoint.pt`` every ``checkpoint_every``
+steps, so a run that is stopped, or whose worker dies, goes on from its last checkpoint with
+``resume`` and ends with the records an uninterrupted run writes.
+
+Records: the mean batch loss over each evaluation interval, the loss and accuracy on the whole test
+set every ``eval_every`` steps (and on the whole training set at the end), and every block's
+local-Hessian numbers every ``report_every`` steps under their glossary names (``bpviz.metrics``: a
+``cond_lower_bound/`` is a certified bound from Lanczos, never shown as exact).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import ConfigError, RunConfig
+from ..hessian_report import local_hessian_report
+from ..loop import Hook, every, train_loop
+from ..models import network_loss
+from ..runs import RunWriter, load_run
+from ..train import Trainer
+
+EVAL_BATCH = 500  # images per forward pass when evaluating a whole split
+REPORT_SAMPLES = 32  # the local-Hessian report's batch (as the live dashboard's)
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """What a worker needs to do one run (plain data: it crosses process and machine boundaries)."""
+
+    label: str
+    config: dict
+    folder: str
+    eval_every: int
+    report_every: int
+    checkpoint_every: int
+    resume: bool
+
+
+@torch.no_grad()
+def evaluate_split(trainer: Trainer, split: str) -> dict[str, float]:
+    """Loss and accuracy on the whole split, in batches, BN in eval mode."""
+    x, y = (trainer.x_test, trainer.y_test) if split == "test" else (trainer.x_train, trainer.y_train)
+    trainer.model.eval()
+    total, correct = 0.0, 0
+    try:
+        for start in range(0, len(x), EVAL_BATCH):
+            out = trainer.model(x[start : start + EVAL_BATCH])
+            target = y[start : start + EVAL_BATCH]
+            total += network_loss(out, target).item() * len(target)
+            correct += int((out.argmax(1) == target).sum())
+    finally:
+        trainer.model.train()
+    return {f"{split}_loss": total / len(x), f"{split}_accuracy": correct / len(x)}
+
+
+def _start(job: RunJob, cfg: RunConfig, folder: Path) -> tuple[Trainer, RunWriter]:
+    checkpoint = folder / "checkpoint.pt"
+    if folder.exists() and not job.resume:
+        raise FileExistsError(f"{folder} holds a run already: resume it (--resume) or choose another --out")
+    if job.resume and checkpoint.is_file():
+        try:
+            trainer = load_checkpoint(checkpoint, cfg)  # refuses another config, naming what differs
+        except ConfigError as exc:
+            raise ConfigError(f"{job.label}: {exc}") from None
+        return trainer, RunWriter.reopen(folder, trainer.step_count)
+    if folder.exists():  # resumed before its first checkpoint: nothing to go on from, start again
+        shutil.rmtree(folder)
+    trainer = Trainer(cfg)
+    return trainer, RunWriter(folder.parent, cfg, run_id=folder.name)
+
+
+def run_job(job: RunJob) -> dict:
+    """Do one run (or the rest of it); returns its summary. Exceptions are the executor's to report."""
+    cfg = RunConfig.from_dict(job.config)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    folder = Path(job.folder)
+    trainer, writer = _start(job, cfg, folder)
+    losses: list[torch.Tensor] = []  # kept on the device: read once per evaluation, not every step
+
+    def record_loss(step: int, out) -> None:
+        losses.append(out.loss)
+
+    def record_eval(step: int, out) -> None:
+        mean = torch.stack(losses).mean().item() if losses else math.nan  # NaN if any step's was
+        writer.append({"step": step, "batch_loss": float(out.loss), "batch_loss_mean": mean})
+        losses.clear()
+        if math.isfinite(float(out.loss)):
+            writer.append({"step": step, **evaluate_split(trainer, "test")})
+
+    def record_report(step: int, out) -> None:
+        x = trainer.x_train[:REPORT_SAMPLES]
+        report = local_hessian_report(trainer.model, x, max_samples=None)
+        writer.append({"step": step, "report_seconds": report.seconds, **report.named_values()})
+
+    def checkpoint(step: int, out) -> None:
+        writer.flush()
+        save_checkpoint(trainer, folder / "checkpoint.pt")
+        writer.set_status("running", step=step)
+
+    if trainer.step_count == 0:  # the starting network
+        writer.append({"step": 0, **evaluate_split(trainer, "test")})
+        record_report(0, None)
+    evals = every(job.eval_every, cfg.steps)
+    hooks = [
+        Hook(lambda step: True, record_loss, on_divergence=True),
+        Hook(evals, record_eval, on_divergence=True),
+        Hook(every(job.report_every, cfg.steps), record_report),
+        Hook(every(job.checkpoint_every, cfg.steps), checkpoint),
+    ]
+    end = train_loop(trainer, cfg.steps, hooks, check=every(10, cfg.steps))
+    final = evaluate_split(trainer, "train") if end.status == "finished" else {}
+    if final:
+        writer.append({"step": end.step, **final})
+    state = "finished" if end.status == "finished" else "diverged"
+    writer.close(state, step=end.step, reason=end.reason)
+    # the records travel with the summary: a Ray worker's folder may be on a disk the driver cannot read
+    records = load_run(folder).records
+    return {"label": job.label, "folder": str(folder), "state": state, "step": end.step, **final, "records": records}
