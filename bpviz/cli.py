@@ -56,6 +56,8 @@ def _compare(args: argparse.Namespace) -> int:
             step_sizes=args.lrs or compare.DEFAULT_STEP_SIZES,
             steps=args.steps,
             seed=args.seed,
+            workers=args.workers,
+            ray=args.ray,
         )
         for row in result["rows"]:
             print(
@@ -65,7 +67,12 @@ def _compare(args: argparse.Namespace) -> int:
         print("largest stable step:", result["largest_stable_step"])
     else:
         result = compare.sa_sgd_comparison(
-            args.dataset or "digits", step_sizes=args.lrs or compare.SA_SGD_STEP_SIZES, steps=args.steps, seed=args.seed
+            args.dataset or "digits",
+            step_sizes=args.lrs or compare.SA_SGD_STEP_SIZES,
+            steps=args.steps,
+            seed=args.seed,
+            workers=args.workers,
+            ray=args.ray,
         )
         for row in result["rows"]:
             print(
@@ -230,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--steps", type=int, default=300)
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--out", default="results")
+    cmp.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 0: this one)")
+    cmp.add_argument("--ray", default=None, help="run on a Ray cluster: 'auto' or HOST:PORT (bpviz[cluster])")
     cmp.set_defaults(func=_compare)
     from .reproduce import EXPERIMENTS
 

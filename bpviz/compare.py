@@ -24,6 +24,7 @@ from pathlib import Path
 from . import html_plot
 from .config import RunConfig
 from .data import Dataset, load_dataset
+from .reproduce.runner import RunJob
 from .train import RunResult, run
 
 SWEEP_ALGORITHMS = ("sgd", "proxbp", "sibp")
@@ -67,9 +68,12 @@ def step_size_sweep(
     steps: int = 300,
     seed: int = 0,
     algorithms=SWEEP_ALGORITHMS,
+    workers: int | None = None,
+    ray: str | None = None,
     **overrides,
 ) -> dict:
     """(a): every algorithm at every step size on the same data and initialisation."""
+    execution = {"workers": workers, "ray": ray}
     n_train, n_test = SIZES.get(dataset, (4000, 1000))
     base = RunConfig(
         dataset=dataset,
@@ -85,7 +89,43 @@ def step_size_sweep(
         device="cpu",
         **overrides,
     )
-    return sweep(base, algorithms, step_sizes, eval_every=max(1, steps // 10))
+    return sweep(base, algorithms, step_sizes, eval_every=max(1, steps // 10), **execution)
+
+
+def run_job(job: RunJob) -> dict:
+    """One comparison run in a worker (a process or a Ray task): its records and how it ended."""
+    result = run(RunConfig.from_dict(job.config), eval_every=job.eval_every)
+    return {"label": job.label, "records": result.records, "status": result.status, "diverged_at": result.diverged_at}
+
+
+def run_configs(
+    configs: Sequence[RunConfig],
+    eval_every: int,
+    data: Dataset | None = None,
+    workers: int | None = None,
+    ray: str | None = None,
+) -> list[RunResult]:
+    """Every config, headless: in this process when ``data`` is given or ``workers`` is 0, else in
+    worker processes (``workers``, default one per core) or, given ``ray`` (``auto`` or HOST:PORT),
+    as Ray tasks; a run that fails there is retried once, then raises."""
+    if data is not None or workers == 0:
+        return [run(cfg, data, eval_every=eval_every) for cfg in configs]
+    jobs = [
+        RunJob(f"run {i}", cfg.to_dict(), "", eval_every, eval_every, eval_every, False)
+        for i, cfg in enumerate(configs)
+    ]
+    if ray is not None:
+        from .reproduce.ray_executor import run_ray
+
+        outs = run_ray(jobs, 0, ray, quiet=True, target=run_job)
+    else:
+        from .reproduce.executor import run_local
+
+        outs = run_local(jobs, 0, workers=workers, quiet=True, target=run_job)
+    failed = [out for out in outs if out.get("state") == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} comparison runs failed: {failed[0]['error']}")
+    return [RunResult(cfg, out["records"], out["status"], out["diverged_at"]) for cfg, out in zip(configs, outs)]
 
 
 def sweep(
@@ -94,19 +134,19 @@ def sweep(
     step_sizes: Sequence[float],
     data: Dataset | None = None,
     eval_every: int | None = None,
+    workers: int | None = None,
+    ray: str | None = None,
 ) -> dict:
     """Every algorithm at every step size from ``base`` (the same data and initialisation): rows,
     the largest stable step per algorithm, and every run's records. Any base config works, e.g.
-    the SIBP authors' 784-500-10 MNIST net (notebook 04)."""
-    data = data or load_dataset(base)
+    the SIBP authors' 784-500-10 MNIST net (notebook 04). Where the runs go: :func:`run_configs`."""
+    n_outputs = (data or load_dataset(base.replace(n_train=1, n_test=1))).n_outputs
+    configs = [base.replace(optimizer=a, lr=lr) for a in algorithms for lr in step_sizes]
+    results = run_configs(configs, eval_every or max(1, base.steps // 10), data, workers, ray)
     rows, curves = [], {}
-    for algorithm in algorithms:
-        for lr in step_sizes:
-            result = run(
-                base.replace(optimizer=algorithm, lr=lr), data, eval_every=eval_every or max(1, base.steps // 10)
-            )
-            rows.append(result_row(result, data.n_outputs, dataset=base.dataset))
-            curves[f"{algorithm} lr={lr:g}"] = result.records
+    for cfg, result in zip(configs, results, strict=True):
+        rows.append(result_row(result, n_outputs, dataset=base.dataset))
+        curves[f"{cfg.optimizer} lr={cfg.lr:g}"] = result.records
     largest = {a: max((r["lr"] for r in rows if r["algorithm"] == a and r["stable"]), default=None) for a in algorithms}
     return {
         "kind": "step_size_sweep",
@@ -118,9 +158,16 @@ def sweep(
 
 
 def sa_sgd_comparison(
-    dataset: str = "digits", step_sizes=SA_SGD_STEP_SIZES, steps: int = 300, seed: int = 0, **overrides
+    dataset: str = "digits",
+    step_sizes=SA_SGD_STEP_SIZES,
+    steps: int = 300,
+    seed: int = 0,
+    workers: int | None = None,
+    ray: str | None = None,
+    **overrides,
 ) -> dict:
-    """(b): every SA-SGD variant vs SGD (all with momentum 0.9) on BN networks, MLP and CNN, equal budgets."""
+    """(b): every SA-SGD variant vs SGD (all with momentum 0.9) on BN networks, MLP and CNN, equal budgets;
+    the runs go where :func:`run_configs` says."""
     rows, curves = [], {}
     for arch, depth, width in (("mlp", 6, 64), ("cnn", 4, 16)):
         n_train, n_test = SIZES.get(dataset, (4000, 1000))
@@ -140,13 +187,20 @@ def sa_sgd_comparison(
             device="cpu",
             **overrides,
         )
-        data = load_dataset(base)
-        for label, (optimizer, options) in SA_SGD_VARIANTS.items():
-            for lr in step_sizes:
-                cfg = base.replace(optimizer=optimizer, lr=lr, optimizer_options={"momentum": 0.9, **options})
-                result = run(cfg, data, eval_every=max(1, steps // 10))
-                rows.append({**result_row(result, data.n_outputs, arch=arch), "algorithm": label})
-                curves[f"{arch} {label} lr={lr:g}"] = result.records
+        n_outputs = load_dataset(base.replace(n_train=1, n_test=1)).n_outputs
+        grid = [(label, lr) for label in SA_SGD_VARIANTS for lr in step_sizes]
+        configs = [
+            base.replace(
+                optimizer=SA_SGD_VARIANTS[label][0],
+                lr=lr,
+                optimizer_options={"momentum": 0.9, **SA_SGD_VARIANTS[label][1]},
+            )
+            for label, lr in grid
+        ]
+        results = run_configs(configs, max(1, steps // 10), workers=workers, ray=ray)
+        for (label, lr), result in zip(grid, results, strict=True):
+            rows.append({**result_row(result, n_outputs, arch=arch), "algorithm": label})
+            curves[f"{arch} {label} lr={lr:g}"] = result.records
     best: dict[str, dict | None] = {}
     for arch in ("mlp", "cnn"):
         for label in SA_SGD_VARIANTS:

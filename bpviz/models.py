@@ -227,11 +227,11 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_outputs: int) ->
         ]
         head = Head(cfg.width, n_outputs, pool="mean")
     else:
-        widths = [math.prod(input_shape)] + [cfg.width] * cfg.depth
+        widths = [math.prod(input_shape)] + (cfg.widths or [cfg.width] * cfg.depth)
         blocks = [
             LinearBlock(widths[i], widths[i + 1], cfg.activation, cfg.batch_norm, cfg.skip) for i in range(cfg.depth)
         ]
-        head = Head(cfg.width, n_outputs, pool="none")
+        head = Head(widths[-1], n_outputs, pool="none")
     model = BlockNet(blocks, head, input_shape, flatten=cfg.arch == "mlp")
     model.to(torch_dtype(cfg.dtype))
     for block in model.blocks:

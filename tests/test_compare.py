@@ -60,3 +60,19 @@ def test_cli_compare_writes_files(tmp_path, capsys):
         "step_size_sweep.html",
         "step_size_sweep.json",
     ]
+
+
+def test_a_sweep_in_worker_processes_and_on_ray_equals_one_in_this_process():
+    import ray
+
+    args = dict(dataset="xor", step_sizes=(0.1, 1e4), steps=20, algorithms=("sgd", "sibp"))
+    here = step_size_sweep(**args, workers=0)
+    in_processes = step_size_sweep(**args, workers=2)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = step_size_sweep(**args, ray="auto")
+    finally:
+        ray.shutdown()
+    same = lambda result: json.dumps([result["rows"], result["curves"]])  # noqa: E731 (NaN-safe: 'NaN' text)
+    assert same(in_processes) == same(here) == same(on_ray)
+    assert {r["status"] for r in here["rows"]} == {"finished", "diverged"}  # both kinds crossed over

@@ -22,9 +22,10 @@ from bpviz.optim import ALGORITHMS, Option
 
 #: fields the page may not set: they name files or machine resources
 SERVER_ONLY = ("data_dir", "device", "num_threads")
-#: fields without a control of their own: a preset's name (any edit clears it), and the optimizer's
-#: options (one control per declared option, under the optimizer's menu)
-WITHOUT_CONTROL = ("name", "optimizer_options")
+#: fields without a control of their own: a preset's name (any edit clears it), the optimizer's
+#: options (one control per declared option, under the optimizer's menu), and per-layer widths
+#: (paper-scale MLPs from `bpviz reproduce`; a link may carry them, the page shows depth)
+WITHOUT_CONTROL = ("name", "optimizer_options", "widths")
 #: fields shown in the folded "more settings" section
 FOLDED = ("n_train", "n_test", "noise", "bias_init", "lr_schedule", "augment", "dtype")
 #: menu choices the page cannot use: these datasets are read from data_dir, which only the server sets,

@@ -44,7 +44,7 @@ SVG_DASHES = ("6,3", "1,3", "6,3,1,3", "10,3", "10,3,1,3", "6,2,1,2")
 SETTINGS: tuple[tuple[Callable[[RunConfig], object], Callable[[RunConfig], str]], ...] = (
     (lambda c: c.dataset, lambda c: c.dataset),
     (lambda c: c.arch, lambda c: c.arch.upper()),
-    (lambda c: (c.depth, c.width), lambda c: f"{c.depth}×{c.width}"),
+    (lambda c: (c.depth, c.width, c.widths), lambda c: "-".join(map(str, c.widths or [])) or f"{c.depth}×{c.width}"),
     (lambda c: c.activation, lambda c: c.activation),
     (
         lambda c: (c.init, c.init_std),

@@ -134,7 +134,56 @@ def _sibp_mnist() -> Experiment:
     )
 
 
-EXPERIMENTS = {e.name: e for e in (_vgg13("cifar10"), _vgg13("cifar100"), _sibp_mnist())}
+def _sibp_cifar10() -> Experiment:
+    epochs, n_train, batch = 20, 50_000, 100
+    base = RunConfig(
+        name="sibp cifar10 3072-4000-1000-4000-10",
+        dataset="cifar10",
+        n_train=n_train,
+        n_test=10_000,
+        depth=3,
+        widths=[4000, 1000, 4000],
+        activation="relu",
+        init="gaussian",
+        init_std=0.05,
+        bias_init="gaussian",
+        batch_size=batch,
+        steps=epochs * n_train // batch,
+    )
+    runs = tuple(
+        Run(
+            f"{algorithm} lr={lr:g}",
+            base.replace(name=f"{base.name} {algorithm} lr={lr:g}", optimizer=algorithm, lr=lr),
+        )
+        for algorithm in ("sgd", "proxbp", "sibp")
+        for lr in SIBP_STEP_SIZES
+    )
+    return Experiment(
+        name="sibp-cifar10",
+        title=(
+            "Semi-Implicit Back Propagation: SIBP vs ProxBP vs SGD over step sizes, CIFAR-10 MLP 3072-4000-1000-4000-10"
+        ),
+        figure="sweep",
+        dataset="cifar10",
+        runs=runs,
+        sources={
+            "CIFAR-10, SIBP vs ProxBP vs SGD": "the paper (Liu, Zhang)",
+            "MLP 3072-4000-1000-4000-10": (
+                "ours: the SIBP paper does not give its CIFAR-10 network; this is ProxProp's CIFAR-10 MLP "
+                "(Frerix et al. 2018, paper_experiments.sh), the baseline SIBP is compared with"
+            ),
+            "ReLU, N(0, 0.05^2) weights and biases, batch 100 with replacement, lambda 1": (
+                "the SIBP authors' code (main.m, sibp.m), as for MNIST"
+            ),
+            "20 epochs; step sizes 0.01, 0.1, 1, 10": "ours (the paper's are not known, research/seeds.md §2.10)",
+        },
+        eval_every=n_train // batch,
+        report_every=5 * n_train // batch,
+        checkpoint_every=n_train // batch,
+    )
+
+
+EXPERIMENTS = {e.name: e for e in (_vgg13("cifar10"), _vgg13("cifar100"), _sibp_mnist(), _sibp_cifar10())}
 
 
 def get_experiment(name: str) -> Experiment:
@@ -149,6 +198,8 @@ def tiny(experiment: Experiment, data_dir: str) -> Experiment:
     for run in experiment.runs:
         cfg = run.cfg
         changes = {**TINY, "data_dir": data_dir, "width": TINY_WIDTH.get(cfg.arch, cfg.width)}
+        if cfg.widths:
+            changes["widths"] = [min(w, TINY_WIDTH["mlp"]) for w in cfg.widths]
         runs.append(Run(run.label, cfg.replace(**changes)))
     return replace(
         experiment,

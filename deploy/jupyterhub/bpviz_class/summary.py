@@ -96,7 +96,8 @@ def number(value) -> float | None:
 
 
 def describe(cfg: RunConfig) -> str:
-    net = f"{cfg.arch} {cfg.depth}×{cfg.width} {cfg.activation}, {cfg.init} init"
+    shape = "-".join(map(str, cfg.widths or [])) or f"{cfg.depth}×{cfg.width}"
+    net = f"{cfg.arch} {shape} {cfg.activation}, {cfg.init} init"
     tricks = [t for t, on in (("BN", cfg.batch_norm), ("skip", cfg.skip)) if on]
     head = f"preset {cfg.name}: " if cfg.name else ""
     return f"{head}{cfg.dataset}, {net}{', ' + ' + '.join(tricks) if tricks else ''}, {cfg.optimizer}"
