@@ -67,12 +67,7 @@ def load_checkpoint(path: str | Path, cfg: RunConfig | None = None, data: Datase
     state = read_checkpoint(path)
     saved = RunConfig.from_dict(state["config"])
     cfg = cfg or saved
-    differ = [k for k, v in saved.to_dict().items() if k not in RESUMABLE_CHANGES and cfg.to_dict()[k] != v]
-    if differ:
-        raise ConfigError(
-            f"{path} was saved from another config: {', '.join(differ)} differ "
-            f"(a resumed run may change only {', '.join(RESUMABLE_CHANGES)})"
-        )
+    check_resumable(saved, cfg, path)
     trainer = Trainer(cfg, data)
     trainer.model.load_state_dict(state["model"])
     trainer.algorithm.load_state_dict(state["algorithm"])
@@ -83,3 +78,14 @@ def load_checkpoint(path: str | Path, cfg: RunConfig | None = None, data: Datase
     trainer.step_count = state["step"]
     trainer.base_lr = state.get("base_lr", trainer.algorithm.lr)  # older files: no schedule, the same
     return trainer
+
+
+def check_resumable(saved: RunConfig, cfg: RunConfig, where: str | Path) -> None:
+    """Refuse to go on with ``cfg`` from what ``saved`` started (at ``where``) when they differ in more
+    than ``RESUMABLE_CHANGES``, naming the fields."""
+    differ = [k for k, v in saved.to_dict().items() if k not in RESUMABLE_CHANGES and cfg.to_dict()[k] != v]
+    if differ:
+        raise ConfigError(
+            f"{where} was saved from another config: {', '.join(differ)} differ "
+            f"(a resumed run may change only {', '.join(RESUMABLE_CHANGES)})"
+        )

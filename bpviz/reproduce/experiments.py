@@ -91,6 +91,18 @@ def _vgg13(dataset: str) -> Experiment:
 SIBP_STEP_SIZES = (0.01, 0.1, 1.0, 10.0)
 
 
+def _sweep_runs(base: RunConfig) -> tuple[Run, ...]:
+    """SGD, ProxBP and SIBP at every step size of the sweep, from the same base run."""
+    return tuple(
+        Run(
+            f"{algorithm} lr={lr:g}",
+            base.replace(name=f"{base.name} {algorithm} lr={lr:g}", optimizer=algorithm, lr=lr),
+        )
+        for algorithm in ("sgd", "proxbp", "sibp")
+        for lr in SIBP_STEP_SIZES
+    )
+
+
 def _sibp_mnist() -> Experiment:
     base = RunConfig(
         name="sibp mnist 784-500-10",
@@ -106,20 +118,12 @@ def _sibp_mnist() -> Experiment:
         batch_size=100,
         steps=5 * 60_000 // 100,
     )
-    runs = tuple(
-        Run(
-            f"{algorithm} lr={lr:g}",
-            base.replace(name=f"{base.name} {algorithm} lr={lr:g}", optimizer=algorithm, lr=lr),
-        )
-        for algorithm in ("sgd", "proxbp", "sibp")
-        for lr in SIBP_STEP_SIZES
-    )
     return Experiment(
         name="sibp-mnist",
         title="Semi-Implicit Back Propagation: SIBP vs ProxBP vs SGD over step sizes, MNIST 784-500-10",
         figure="sweep",
         dataset="mnist",
-        runs=runs,
+        runs=_sweep_runs(base),
         sources={
             "784-500-10 ReLU, N(0, 0.05^2) weights and biases, batch 100 with replacement, 5 epochs, lambda 1": (
                 "the authors' code (main.m, sibp.m)"
@@ -150,14 +154,6 @@ def _sibp_cifar10() -> Experiment:
         batch_size=batch,
         steps=epochs * n_train // batch,
     )
-    runs = tuple(
-        Run(
-            f"{algorithm} lr={lr:g}",
-            base.replace(name=f"{base.name} {algorithm} lr={lr:g}", optimizer=algorithm, lr=lr),
-        )
-        for algorithm in ("sgd", "proxbp", "sibp")
-        for lr in SIBP_STEP_SIZES
-    )
     return Experiment(
         name="sibp-cifar10",
         title=(
@@ -165,7 +161,7 @@ def _sibp_cifar10() -> Experiment:
         ),
         figure="sweep",
         dataset="cifar10",
-        runs=runs,
+        runs=_sweep_runs(base),
         sources={
             "CIFAR-10, SIBP vs ProxBP vs SGD": "the paper (Liu, Zhang)",
             "MLP 3072-4000-1000-4000-10": (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from ..config import ConfigError, RunConfig
 from ..hessian_report import local_hessian_report
 from ..loop import Hook, every, train_loop
@@ -76,12 +76,29 @@ def _start(job: RunJob, cfg: RunConfig, folder: Path) -> tuple[Trainer, RunWrite
     return trainer, RunWriter(folder.parent, cfg, run_id=folder.name)
 
 
+def _ended(folder: Path, cfg: RunConfig) -> dict | None:
+    """The summary of a run in ``folder`` that already ended (finished or diverged), else None; one
+    saved from another config is refused, as its checkpoint would be."""
+    try:
+        run = load_run(folder)
+    except Exception:  # no run there yet
+        return None
+    state = run.status.get("state")
+    if state not in ("finished", "diverged"):
+        return None
+    check_resumable(run.config, cfg, folder)
+    final = {k: v for r in run.records if r.get("step") == run.step for k, v in r.items() if k.startswith("train_")}
+    return {"folder": str(folder), "state": state, "step": run.step, **final, "records": run.records}
+
+
 def run_job(job: RunJob) -> dict:
     """Do one run (or the rest of it); returns its summary. Exceptions are the executor's to report."""
     cfg = RunConfig.from_dict(job.config)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     folder = Path(job.folder)
+    if job.resume and (ended := _ended(folder, cfg)) is not None:
+        return {"label": job.label, **ended}  # nothing left to do: a run that finished or diverged
     trainer, writer = _start(job, cfg, folder)
     losses: list[torch.Tensor] = []  # kept on the device: read once per evaluation, not every step
 
