@@ -14,10 +14,16 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 W, H, PAD = 560, 320, 56
 
 
-def _ticks(lo: float, hi: float, log: bool) -> list[float]:
-    """Round tick values: decades on a log axis, steps of 1, 2 or 5 x 10^k otherwise."""
+MAX_TICKS = 8
+
+
+def ticks(lo: float, hi: float, log: bool) -> list[float]:
+    """Round tick values: decades on a log axis (every k-th when more than ``MAX_TICKS`` would
+    crowd it: a diverged run spans 30 of them), steps of 1, 2 or 5 x 10^k otherwise."""
     if log:
-        return [float(10**e) for e in range(math.floor(lo), math.ceil(hi) + 1)]
+        first, last = math.floor(lo), math.ceil(hi)
+        every = max(1, math.ceil((last - first) / MAX_TICKS))
+        return [float(10**e) for e in range(first, last + 1, every)]
     raw = (hi - lo) / 5
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
@@ -63,7 +69,7 @@ def line_chart(
         f"{html.escape(ylabel)}</text>",
     ]
     for axis, (lo, hi, log) in (("x", (x0, x1, logx)), ("y", (y0, y1, logy))):
-        for t in _ticks(lo, hi, log):
+        for t in ticks(lo, hi, log):
             v = math.log10(t) if log else t
             if not lo - 1e-9 <= v <= hi + 1e-9:
                 continue

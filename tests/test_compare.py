@@ -76,3 +76,15 @@ def test_a_sweep_in_worker_processes_and_on_ray_equals_one_in_this_process():
     same = lambda result: json.dumps([result["rows"], result["curves"]])  # noqa: E731 (NaN-safe: 'NaN' text)
     assert same(in_processes) == same(here) == same(on_ray)
     assert {r["status"] for r in here["rows"]} == {"finished", "diverged"}  # both kinds crossed over
+
+
+def test_a_log_axis_over_many_decades_gets_a_readable_number_of_ticks():
+    from bpviz.html_plot import MAX_TICKS, line_chart, ticks
+
+    assert ticks(-1, 2, log=True) == [0.1, 1.0, 10.0, 100.0]
+    wide = ticks(-1, 31, log=True)  # a run that diverged to 1e31 beside ones near 0.1
+    decades = [round(math.log10(t)) for t in wide]
+    assert len(wide) <= MAX_TICKS + 1 and decades[0] == -1
+    assert len({b - a for a, b in zip(decades, decades[1:])}) == 1  # evenly spaced
+    svg = line_chart({"a": ([1, 2], [0.1, 1e31])}, "t", "x", "y", logy=True)
+    assert svg.count('text-anchor="end"') == len(wide)  # one label per y tick
