@@ -21,8 +21,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from . import html_plot
 from .config import RunConfig
 from .data import Dataset, load_dataset
@@ -96,10 +94,7 @@ def step_size_sweep(
 
 def run_job(job: RunJob) -> dict:
     """One comparison run in a worker (a process or a Ray task): its records and how it ended."""
-    cfg = RunConfig.from_dict(job.config)
-    if cfg.num_threads:  # the executor's share of the cores: two workers on two threads each crawl
-        torch.set_num_threads(cfg.num_threads)
-    result = run(cfg, eval_every=job.eval_every)
+    result = run(RunConfig.from_dict(job.config), eval_every=job.eval_every)
     return {"label": job.label, "records": result.records, "status": result.status, "diverged_at": result.diverged_at}
 
 

@@ -86,8 +86,6 @@ class TrainingSession:
     # --- state ------------------------------------------------------------------------------
     def _setup(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
         # from a checkpoint: the run goes on from its step, with its model, optimizer and RNG state
         self.trainer = load_checkpoint(self._checkpoint, cfg) if self._checkpoint else Trainer(cfg)
         self.history = History(recent=self.history_points, buckets=self.history_points // 2)

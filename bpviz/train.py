@@ -26,6 +26,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: Dataset | None = None):
         self.cfg = cfg
+        if cfg.num_threads:  # process-wide: a worker's share of the cores (two threads each on two cores crawl)
+            torch.set_num_threads(cfg.num_threads)
         self.device = resolve_device(cfg.device)
         self.data = data or load_dataset(cfg)
         self.x_train, self.y_train = self.data.x_train.to(self.device), self.data.y_train.to(self.device)

@@ -94,8 +94,6 @@ def _ended(folder: Path, cfg: RunConfig) -> dict | None:
 def run_job(job: RunJob) -> dict:
     """Do one run (or the rest of it); returns its summary. Exceptions are the executor's to report."""
     cfg = RunConfig.from_dict(job.config)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     folder = Path(job.folder)
     if job.resume and (ended := _ended(folder, cfg)) is not None:
         return {"label": job.label, **ended}  # nothing left to do: a run that finished or diverged
