@@ -20,6 +20,10 @@ from .models import BlockNet, build_model, network_loss
 from .optim import Algorithm, StepResult, make_algorithm
 from .schedules import lr_factor
 
+#: samples per forward pass when evaluating: a whole CIFAR split through VGG13 at once would not fit
+#: a GPU's memory
+EVAL_BATCH = 500
+
 
 class Trainer:
     """Trains ``cfg``'s model with ``cfg``'s algorithm, one mini-batch per ``step()``."""
@@ -61,18 +65,26 @@ class Trainer:
         return result
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", max_samples: int = 4096) -> dict[str, float]:
-        """Loss (and accuracy for classification) on a fixed slice of a split, BN in eval mode."""
+    def evaluate(self, split: str = "test", max_samples: int | None = 4096) -> dict[str, float]:
+        """Loss (and accuracy for classification) on the first ``max_samples`` of a split (all of it
+        for None), BN in eval mode; in batches of ``EVAL_BATCH``, summed on the device and read once."""
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
-        x, y = x[:max_samples], y[:max_samples]
+        if max_samples is not None:
+            x, y = x[:max_samples], y[:max_samples]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
         self.model.eval()
         try:
-            out = self.model(x)
+            for start in range(0, len(x), EVAL_BATCH):
+                out, target = self.model(x[start : start + EVAL_BATCH]), y[start : start + EVAL_BATCH]
+                loss_sum += network_loss(out, target).double() * len(target)  # every loss is a mean
+                if self.data.task == "classification":
+                    correct += (out.argmax(1) == target).sum()
         finally:
             self.model.train()
-        metrics = {"loss": network_loss(out, y).item()}
+        metrics = {"loss": loss_sum.item() / len(x)}
         if self.data.task == "classification":
-            metrics["accuracy"] = (out.argmax(1) == y).double().mean().item()
+            metrics["accuracy"] = correct.item() / len(x)
         return metrics
 
 

@@ -157,3 +157,30 @@ def test_an_unreachable_ray_address_fails_before_any_run_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"ray: cannot reach a Ray cluster at '127\.0\.0\.1:9'"):
         reproduce("sibp-mnist", tmp_path, is_tiny=True, ray="127.0.0.1:9", quiet=True)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("arch, bn", [("mlp", False), ("cnn", True)])
+def test_the_whole_split_in_batches_equals_one_forward_pass_in_float64(arch, bn):
+    """The reproductions' whole-split numbers come in batches of EVAL_BATCH; BN in eval mode makes
+    each sample's output its own, so they must equal one pass over the split (float64, dense)."""
+    from bpviz.config import RunConfig
+    from bpviz.train import EVAL_BATCH, Trainer
+
+    cfg = RunConfig(dataset="digits", arch=arch, batch_norm=bn, depth=2, width=8, n_train=1200, n_test=300)
+    cfg = replace(cfg, dtype="float64")
+    trainer = Trainer(cfg)
+    for _ in range(5):  # BN's running statistics away from their initial values
+        trainer.step()
+    assert len(trainer.x_train) > 2 * EVAL_BATCH
+    got = trainer.evaluate("train", max_samples=None)
+    trainer.model.eval()
+    with torch.no_grad():
+        out = trainer.model(trainer.x_train)
+    trainer.model.train()
+    expected_loss = torch.nn.functional.cross_entropy(out, trainer.y_train).item()
+    expected_accuracy = (out.argmax(1) == trainer.y_train).double().mean().item()
+    assert got["loss"] == pytest.approx(expected_loss, rel=1e-12)
+    assert got["accuracy"] == pytest.approx(expected_accuracy, abs=1e-15)
+    assert runner.evaluate_split(trainer, "test") == {
+        f"test_{k}": v for k, v in trainer.evaluate("test", max_samples=None).items()
+    }

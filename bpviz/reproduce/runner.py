@@ -22,11 +22,9 @@ from ..checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from ..config import ConfigError, RunConfig
 from ..hessian_report import local_hessian_report
 from ..loop import Hook, every, train_loop
-from ..models import network_loss
 from ..runs import RunWriter, load_run
 from ..train import Trainer
 
-EVAL_BATCH = 500  # images per forward pass when evaluating a whole split
 REPORT_SAMPLES = 32  # the local-Hessian report's batch (as the live dashboard's)
 
 
@@ -43,21 +41,9 @@ class RunJob:
     resume: bool
 
 
-@torch.no_grad()
 def evaluate_split(trainer: Trainer, split: str) -> dict[str, float]:
-    """Loss and accuracy on the whole split, in batches, BN in eval mode."""
-    x, y = (trainer.x_test, trainer.y_test) if split == "test" else (trainer.x_train, trainer.y_train)
-    trainer.model.eval()
-    total, correct = 0.0, 0
-    try:
-        for start in range(0, len(x), EVAL_BATCH):
-            out = trainer.model(x[start : start + EVAL_BATCH])
-            target = y[start : start + EVAL_BATCH]
-            total += network_loss(out, target).item() * len(target)
-            correct += int((out.argmax(1) == target).sum())
-    finally:
-        trainer.model.train()
-    return {f"{split}_loss": total / len(x), f"{split}_accuracy": correct / len(x)}
+    """Loss and accuracy on the whole split, under the split's name."""
+    return {f"{split}_{k}": v for k, v in trainer.evaluate(split, max_samples=None).items()}
 
 
 def _start(job: RunJob, cfg: RunConfig, folder: Path) -> tuple[Trainer, RunWriter]:
