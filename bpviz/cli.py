@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 from .hessian_report import LocalHessianReport, local_hessian_report
 from .loop import every, train_loop
+from .reproduce.report import FigureError
 from .train import Trainer
 
 
@@ -98,6 +99,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         workers=args.workers,
         ray=args.ray,
         command="bpviz " + " ".join(args.argv),
+        png=args.png,
     )
     for run in result["runs"]:
         summary = run["summary"]
@@ -250,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--resume", action="store_true", help="go on from the runs' last checkpoints under --out")
     rep.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU core)")
     rep.add_argument("--ray", default=None, help="run on a Ray cluster: 'auto' or HOST:PORT (bpviz[cluster])")
+    rep.add_argument("--png", action="store_true", help="also every figure as out/figures/NAME.png (bpviz[figures])")
     rep.set_defaults(func=_reproduce)
     runs_dir = dict(default="runs", help="the runs folder (default: runs)")
     train = sub.add_parser("train", help="train one run live with a progress bar; saved under --runs-dir")
@@ -284,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"bpviz: error: {exc}", file=sys.stderr)
         return 2
+    except FigureError as exc:  # the runs and the other result files are written
+        print(f"bpviz: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,14 @@ import math
 from collections.abc import Sequence
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+#: SVG dash patterns: the 9th to 16th series are dashed, the 17th to 24th dotted (a sweep has 12+)
+DASHES = ["", "6 3", "2 2"]
 W, H, PAD = 560, 320, 56
+
+
+def series_style(i: int) -> tuple[str, str]:
+    """The ``i``-th series' colour and SVG dash pattern ("" is solid): the same in every chart."""
+    return COLOURS[i % len(COLOURS)], DASHES[i // len(COLOURS) % len(DASHES)]
 
 
 MAX_TICKS = 8
@@ -79,15 +86,15 @@ def line_chart(
             else:
                 out.append(f'<text x="{PAD - 4}" y="{sy(v) + 4:.1f}" text-anchor="end">{label}</text>')
     for i, (name, p) in enumerate(pts.items()):
-        colour = COLOURS[i % len(COLOURS)]
+        colour, dash = series_style(i)
+        stroke = f'fill="none" stroke="{colour}" stroke-width="1.8" stroke-dasharray="{dash}"'
         if p:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in p)
-            out.append(
-                f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}">'
-                f"<title>{html.escape(name)}</title></polyline>"
-            )
+            out.append(f'<polyline {stroke} points="{path}"><title>{html.escape(name)}</title></polyline>')
             out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in p)
-        out.append(f'<text x="{W + 4}" y="{PAD + 14 * i + 8}" fill="{colour}">{html.escape(name)}</text>')
+        y = PAD + 14 * i + 8
+        out.append(f'<line x1="{W + 4}" x2="{W + 22}" y1="{y - 4}" y2="{y - 4}" {stroke}/>')
+        out.append(f'<text x="{W + 26}" y="{y}" fill="{colour}">{html.escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 

@@ -14,7 +14,7 @@ from bpviz.checkpoint import read_checkpoint
 from bpviz.cli import main
 from bpviz.config import ConfigError
 from bpviz.data import DataError
-from bpviz.reproduce import EXPERIMENTS, plan, reproduce, runner
+from bpviz.reproduce import EXPERIMENTS, plan, report, reproduce, runner
 from bpviz.reproduce import executor as executor_module
 from bpviz.reproduce.runner import RunJob, run_job
 from bpviz.runs import load_run
@@ -23,7 +23,7 @@ from bpviz.runs import load_run
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_every_experiment_runs_end_to_end_in_tiny_mode(name, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["reproduce", name, "--tiny", "--out", str(out), "--workers", "2"]) == 0
+    assert main(["reproduce", name, "--tiny", "--out", str(out), "--workers", "2", "--png"]) == 0
     result = json.loads((out / "results.json").read_text())
     experiment = EXPERIMENTS[name]
     assert [r["label"] for r in result["runs"]] == [r.label for r in experiment.runs] and result["tiny"]
@@ -41,6 +41,27 @@ def test_every_experiment_runs_end_to_end_in_tiny_mode(name, tmp_path, capsys):
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].startswith("run,step,") and len(rows) > len(experiment.runs)
     assert "wrote" in capsys.readouterr().out
+    assert_the_pngs_show_the_charts(result, out / "figures")
+
+
+def assert_the_pngs_show_the_charts(result: dict, folder: Path) -> None:
+    """One PNG per chart of the HTML page, at the size asked for, with each series' colour drawn in it."""
+    from bpviz.widgets import report_png
+    from PIL import Image
+
+    from bpviz.html_plot import series_style
+
+    expected = report.charts(result)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{c.name}.png" for c in expected)
+    for chart in expected:
+        image = Image.open(folder / f"{chart.name}.png").convert("RGB")
+        assert image.size == (report_png.WIDTH * report_png.SCALE, report_png.HEIGHT * report_png.SCALE)
+        drawn = {colour for _, colour in image.getcolors(maxcolors=1 << 20)}
+        for i, (label, (_xs, ys)) in enumerate(chart.series.items()):
+            if report_png._plottable(list(ys), chart.logy).count(None) < len(ys):
+                hexcode = series_style(i)[0]
+                rgb = tuple(int(hexcode[k : k + 2], 16) for k in (1, 3, 5))
+                assert rgb in drawn, f"{chart.name}: the series {label!r} is not drawn"
 
 
 def tiny_job(tmp_path: Path, name: str = "lhbp-vgg13-cifar10", index: int = 1) -> RunJob:
@@ -115,6 +136,25 @@ def test_bad_input_is_named(tmp_path):
         plan("lhbp-vgg13-cifar100", tmp_path, data_dir=str(meta.parent))
     with pytest.raises(ValueError, match="experiment: got 'vgg16'; allowed: lhbp-vgg13-cifar10"):
         plan("vgg16", tmp_path)
+
+
+def test_png_without_a_writer_is_refused_before_anything_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "entry_points", lambda group: [])  # bpviz[figures] not installed
+    with pytest.raises(ConfigError, match=r"png: no png figure writer is installed: pip install 'bpviz\[figures\]'"):
+        reproduce("sibp-mnist", tmp_path / "out", is_tiny=True, quiet=True, png=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_png_writer_keeps_the_results_and_says_so(tmp_path, monkeypatch, capsys):
+    def no_browser(result: dict, out: Path) -> list[Path]:
+        raise RuntimeError("no Chrome found")
+
+    monkeypatch.setattr("bpviz.reproduce.figure_writer", lambda kind="png": no_browser)
+    out = tmp_path / "out"
+    assert main(["reproduce", "sibp-mnist", "--tiny", "--out", str(out), "--workers", "1", "--png"]) == 1
+    err = capsys.readouterr().err
+    assert "png: the PNG figures could not be written (no Chrome found)" in err and "results.html" in err
+    assert {p.name for p in out.iterdir()} >= {"results.json", "results.csv", "results.html"}
 
 
 def test_a_checkpoint_of_another_config_and_an_earlier_reproduction_are_refused(tmp_path):

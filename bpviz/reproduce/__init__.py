@@ -1,5 +1,6 @@
 """``bpviz reproduce NAME``: a paper's headline experiment from one command (bpviz.reproduce.experiments
-lists them), its runs in worker processes, results as JSON, CSV and an HTML page."""
+lists them), its runs in worker processes, results as JSON, CSV and an HTML page (and, with ``png``,
+its figures as PNG files)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from ..data import load_dataset
 from ..synthetic_files import WRITERS
 from .executor import run_local
 from .experiments import EXPERIMENTS, Experiment, get_experiment, tiny, with_data_dir
-from .report import gather, write_results
+from .report import FigureError, figure_writer, gather, write_results
 from .runner import RunJob
 
-__all__ = ["EXPERIMENTS", "reproduce", "plan"]
+__all__ = ["EXPERIMENTS", "FigureError", "reproduce", "plan"]
 
 #: images per split in a --tiny data folder
 TINY_FILES = {"n_train": 512, "n_test": 256}
@@ -51,10 +52,13 @@ def reproduce(
     ray: str | None = None,
     quiet: bool = False,
     command: str = "",
+    png: bool = False,
 ) -> tuple[dict, list[Path]]:
     """Run (or, with ``resume``, finish) the experiment, in local worker processes or, given ``ray``
-    (``auto`` or HOST:PORT), on a Ray cluster; returns its results and the files written."""
+    (``auto`` or HOST:PORT), on a Ray cluster; returns its results and the files written. The PNG
+    writer is looked up first, so a missing one is named before anything trains."""
     out = Path(out)
+    write_png = figure_writer("png") if png else None
     experiment = plan(name, out, data_dir, is_tiny)
     jobs = [
         RunJob(
@@ -80,4 +84,11 @@ def reproduce(
     else:
         summaries = run_local(jobs, experiment.total_steps, workers=workers, quiet=quiet)
     result = gather(experiment, summaries)
-    return result, write_results(result, out, command or f"bpviz reproduce {name}")
+    paths = write_results(result, out, command or f"bpviz reproduce {name}")
+    if write_png is not None:
+        try:
+            paths += write_png(result, out)
+        except Exception as exc:  # no browser, a renderer crash: the runs and results stay
+            written = ", ".join(str(p) for p in paths)
+            raise FigureError(f"png: the PNG figures could not be written ({exc}); written: {written}") from exc
+    return result, paths

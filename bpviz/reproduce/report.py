@@ -10,11 +10,20 @@ import csv
 import html
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from .. import html_plot
+from ..config import ConfigError
 from ..runs import jsonable, load_run
 from .experiments import Experiment
+
+TINY_NOTE = (
+    "the pipeline on synthetic data in the real file formats, at a size that runs in seconds. "
+    "These curves show that it works, not what the paper found."
+)
 
 
 def largest_kappa(record: dict) -> tuple[float | None, bool]:
@@ -104,34 +113,62 @@ def write_results(result: dict, out: Path, command: str) -> list[Path]:
     return paths
 
 
+class FigureError(RuntimeError):
+    """Figure files could not be written (no browser for kaleido, a renderer crash); the results
+    written before them are named in the message."""
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One figure of a results page, as data: the HTML page draws it as SVG, and the PNG writer
+    (``bpviz.widgets.report_png``, plotly + kaleido: the engine imports neither) as a PNG."""
+
+    name: str  # its PNG's file name, without .png
+    title: str
+    xlabel: str
+    ylabel: str
+    series: dict[str, tuple[list, list]]
+    logx: bool = False
+    logy: bool = False
+    note: str = ""  # shown under it
+
+
+def charts(result: dict) -> list[Chart]:
+    """The page's figures, laid out as the papers' are, then the largest κ over the blocks."""
+    runs = result["runs"]
+    if any(r["config"]["optimizer"] != runs[0]["config"]["optimizer"] for r in runs) and _is_sweep(runs):
+        figures = _sweep_charts(runs, final_rows(result))
+    else:
+        figures = [
+            Chart(
+                "loss", "training loss (mean batch loss)", "step", "loss", _series(runs, "batch_loss_mean"), logy=True
+            ),
+            Chart(
+                "test-accuracy", "test accuracy (whole test set)", "step", "accuracy", _series(runs, "test_accuracy")
+            ),
+        ]
+    kappa, bound = _kappa_series(runs)
+    title = "largest input-Hessian κ over the blocks" + (
+        " (≥: some blocks' κ are Lanczos lower bounds)" if bound else ""
+    )
+    return [*figures, Chart("kappa", title, "step", "κ", kappa, logy=True)]
+
+
 def _page(result: dict, command: str) -> str:
-    runs, rows = result["runs"], final_rows(result)
     parts = [f"<p>Produced by <code>{html.escape(command)}</code>.</p>"]
     if result["tiny"]:
-        parts.append(
-            "<p><b>--tiny</b>: the pipeline on synthetic data in the real file formats, at a size that runs in "
-            "seconds. These curves show that it works, not what the paper found.</p>"
-        )
+        parts.append(f"<p><b>--tiny</b>: {TINY_NOTE}</p>")
     parts.append("<h2>Where each setting comes from</h2>")
     parts.append(
         html_plot.table([{"setting": k, "source": v} for k, v in result["sources"].items()], ["setting", "source"])
     )
-    if any(r["config"]["optimizer"] != runs[0]["config"]["optimizer"] for r in runs) and _is_sweep(runs):
-        parts += _sweep_figures(runs, rows)
-    else:
+    for chart in charts(result):
         parts.append(
-            html_plot.line_chart(
-                _series(runs, "batch_loss_mean"), "training loss (mean batch loss)", "step", "loss", logy=True
-            )
+            html_plot.line_chart(chart.series, chart.title, chart.xlabel, chart.ylabel, chart.logx, chart.logy)
         )
-        parts.append(
-            html_plot.line_chart(_series(runs, "test_accuracy"), "test accuracy (whole test set)", "step", "accuracy")
-        )
-    kappa, bound = _kappa_series(runs)
-    label = "largest input-Hessian κ over the blocks" + (
-        " (≥: some blocks' κ are Lanczos lower bounds)" if bound else ""
-    )
-    parts.append(html_plot.line_chart(kappa, label, "step", "κ", logy=True))
+        if chart.note:
+            parts.append(f"<p>{html.escape(chart.note)}</p>")
+    rows = final_rows(result)
     parts.append("<h2>Final numbers</h2>")
     parts.append(html_plot.table(rows, list(rows[0])))
     return html_plot.page(result["title"], parts)
@@ -141,26 +178,37 @@ def _is_sweep(runs: list[dict]) -> bool:
     return len({r["config"]["lr"] for r in runs}) > 1
 
 
-def _sweep_figures(runs: list[dict], rows: list[dict]) -> list[str]:
+def _sweep_charts(runs: list[dict], rows: list[dict]) -> list[Chart]:
     """As paper 2's: per algorithm, the final loss and accuracy over the step size; then the curves."""
     loss, acc = {}, {}
     for algorithm in dict.fromkeys(row["optimizer"] for row in rows):
-        mine = [row for row in rows if row["optimizer"] == algorithm]
-        done = [row for row in mine if row["state"] == "finished"]
+        done = [row for row in rows if row["optimizer"] == algorithm and row["state"] == "finished"]
         loss[algorithm] = ([row["lr"] for row in done], [row["final_train_loss"] for row in done])
         acc[algorithm] = ([row["lr"] for row in done], [row["final_test_accuracy"] for row in done])
-    parts = [
-        html_plot.line_chart(
-            loss, "final training loss (whole training set)", "step size", "loss", logx=True, logy=True
+    left_out = "Runs that diverged are left out of this chart; the table lists them."
+    figures = [
+        Chart(
+            "final-loss", "final training loss (whole training set)", "step size", "loss", loss, True, True, left_out
         ),
-        html_plot.line_chart(acc, "final test accuracy", "step size", "accuracy", logx=True),
-        "<p>Runs that diverged are left out of these two charts; the table lists them.</p>",
+        Chart("final-test-accuracy", "final test accuracy", "step size", "accuracy", acc, logx=True, note=left_out),
     ]
     for algorithm in loss:
         mine = [r for r in runs if r["config"]["optimizer"] == algorithm]
-        parts.append(
-            html_plot.line_chart(
-                _series(mine, "batch_loss_mean"), f"{algorithm}: training loss over steps", "step", "loss", logy=True
-            )
+        series = _series(mine, "batch_loss_mean")
+        figures.append(
+            Chart(f"loss-{algorithm}", f"{algorithm}: training loss over steps", "step", "loss", series, logy=True)
         )
-    return parts
+    return figures
+
+
+def figure_writer(kind: str = "png") -> Callable[[dict, Path], list[Path]]:
+    """The installed writer of figure files (an entry point in the ``bpviz.figure_writers`` group:
+    ``png`` is bpviz.widgets.report_png's, with bpviz[figures]); found before anything trains."""
+    found = [ep for ep in entry_points(group="bpviz.figure_writers") if ep.name == kind]
+    hint = "pip install 'bpviz[figures]' (plotly, kaleido) and a Chrome or Chromium"
+    if not found:
+        raise ConfigError(f"png: no {kind} figure writer is installed: {hint}")
+    try:
+        return found[0].load()
+    except ImportError as exc:
+        raise ConfigError(f"png: the {kind} figure writer cannot be loaded ({exc}): {hint}") from None
