@@ -169,6 +169,18 @@ def local_hessian_report(
     fit for live refresh. Exact spectra are used where they fit; otherwise (the input Hessian of a
     BN block past ``REPORT_DENSE_MAX``) bounds and estimates, marked ``method="lanczos"``.
     """
+    # cuDNN runs float32 convolutions in TF32 (10-bit mantissa) unless told not to: fine for training,
+    # not for numbers labelled exact or certified as bounds
+    with torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled,
+        benchmark=torch.backends.cudnn.benchmark,
+        deterministic=torch.backends.cudnn.deterministic,
+        allow_tf32=False,
+    ):
+        return _report(model, x, max_samples, k)
+
+
+def _report(model: BlockNet, x: torch.Tensor, max_samples: int | None, k: int) -> LocalHessianReport:
     start = time.perf_counter()
     check_args(model, x, 0, "weight", "exact", k)
     batch = x.shape[0]

@@ -204,7 +204,8 @@ def block_krylov(
         return matvec(X.T.reshape(X.shape[1], *shape).to(like)).reshape(X.shape[1], n).T.double()
 
     def fresh(p: int) -> torch.Tensor:
-        X = torch.randn(n, p, generator=generator, dtype=torch.float64)
+        # drawn on the CPU (the same start on every device), then kept where the operator lives
+        X = torch.randn(n, p, generator=generator, dtype=torch.float64).to(like.device)
         return apply(X) if in_range else X
 
     X = fresh(p)
