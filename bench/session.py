@@ -1,19 +1,29 @@
 """Session overhead: TrainingSession vs a plain PyTorch loop on the same model, data and steps.
 
-Run: .venv/bin/python bench/session.py [--steps 3000] [--device cuda] [--threads N]
+Run: .venv/bin/python bench/session.py [--steps 3000] [--device cuda] [--threads N] [--presets [NAME ...]]
 Default net: 8 tanh blocks x 64 on spirals, batch 128, SGD. Goals: <= 1.05x without Hessian
 reports; <= 1.25x at the default (adaptive) report cadence while spectra refresh >= 2 per second.
+
+--presets [NAME ...]: instead, the named presets of the dashboard's menu (none named: all of
+``bpviz.presets.PRESETS``) as the app runs them, a TrainingSession with the default report cadence,
+for --preset-steps steps: steps/s and spectrum refreshes/s. On CUDA the run is watched with
+``torch.cuda.set_sync_debug_mode("warn")``: each line of code that made the host wait on the device is
+listed with how often it did (where the loop reads a number: recorded scalars, divergence checks,
+reports).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import time
+import warnings
 
 import torch
 
 from bpviz.config import RunConfig
 from bpviz.models import network_loss
+from bpviz.presets import PRESETS
 from bpviz.session import TrainingSession
 from bpviz.train import Trainer
 
@@ -47,14 +57,50 @@ def session_run(cfg: RunConfig) -> tuple[float, int]:
     return elapsed, session.reports_total
 
 
+def presets_run(device: str, steps: int, names: list[str]) -> None:
+    """Each preset as the dashboard runs it: steps/s, refreshes/s and, on CUDA, where the host waited."""
+    print(f"{'preset':<22} {'device':>6} {'steps':>6} {'s':>7} {'steps/s':>8} {'reports/s':>9}  host waits (CUDA)")
+    for name in names:
+        cfg = PRESETS[name].replace(steps=steps, device=device)
+        session = TrainingSession(cfg)
+        on_cuda = session.trainer.device.type == "cuda"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if on_cuda:
+                torch.cuda.set_sync_debug_mode("warn")
+            start = time.perf_counter()
+            session.start()
+            session.wait()
+            elapsed = time.perf_counter() - start
+            if on_cuda:
+                torch.cuda.set_sync_debug_mode("default")
+        waits = collections.Counter(
+            f"{w.filename.rsplit('/', 2)[-2]}/{w.filename.rsplit('/', 1)[-1]}:{w.lineno}"
+            for w in caught
+            if "synchroniz" in str(w.message)
+        )
+        sites = ", ".join(f"{site} x{n}" for site, n in waits.most_common(6)) if on_cuda else "-"
+        print(
+            f"{name:<22} {session.trainer.device.type:>6} {session.step:>6} {elapsed:>7.2f}"
+            f" {session.step / elapsed:>8.0f} {session.reports_total / elapsed:>9.1f}  {sites}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--presets", nargs="*", default=None, metavar="NAME", help="the dashboard's presets instead (none named: all)"
+    )
+    parser.add_argument("--preset-steps", type=int, default=1000)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.presets is not None:
+        presets_run(args.device, args.preset_steps, args.presets or list(PRESETS))
+        return
     base = RunConfig(
         dataset="spirals",
         depth=8,
