@@ -1,11 +1,12 @@
 """The same runs on a Ray cluster (``--ray auto`` or ``--ray HOST:PORT``; Ray is the optional extra
 ``bpviz[cluster]``): one task per run, one GPU per task where the cluster has GPUs, else one CPU.
 
-Ray retries a task whose worker died (``max_retries``); a run that raised is reported and submitted
-again with ``resume`` (from its last checkpoint when the folder is on a file system the workers
-share, else from the start), up to ``retries`` times, then listed as failed. Each task returns its
-records with its summary, so the results are gathered on the driver even when the workers' disks
-are their own.
+The runs are spread over the cluster's machines (``SPREAD``). A run that raised, or whose worker or
+machine died, is reported and submitted again with ``resume`` (from its last checkpoint when the
+folder is on a file system the workers share, else from the start), up to ``retries`` times, then
+listed as failed: the retries are ours, not Ray's (``max_retries=0``), so a dead worker is reported
+as a failed run is. Each task returns its records with its summary, so the results are gathered on
+the driver even when the workers' disks are their own.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def run_ray(
 ) -> list[dict]:
     ray = connect(address)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=retries)(target)
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0, scheduling_strategy="SPREAD")(target)
     # one compute thread per task: Ray gives each task one CPU
     jobs = [replace(job, config={**job.config, "num_threads": job.config.get("num_threads") or 1}) for job in jobs]
     progress = Progress(jobs, total_steps, quiet)
@@ -70,7 +71,7 @@ def run_ray(
             i = pending.pop(ref)
             try:
                 results[i] = ray.get(ref)
-            except Exception as exc:  # the run raised, or its worker died more often than Ray retries
+            except Exception as exc:  # the run raised, or its worker or machine died
                 error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
                 if attempts[i] <= retries:
                     attempts[i] += 1
