@@ -180,15 +180,20 @@ def without_places(result: dict) -> list[tuple]:
     ]
 
 
-def test_a_ray_sweep_gathers_what_the_process_executor_does(tmp_path):
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local two-CPU Ray instance, started once for the experiments below."""
     import ray
 
-    local, _ = reproduce("sibp-mnist", tmp_path / "local", is_tiny=True, workers=2, quiet=True)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local two-CPU Ray instance
-    try:
-        on_ray, paths = reproduce("sibp-mnist", tmp_path / "ray", is_tiny=True, ray="auto", quiet=True)
-    finally:
-        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_each_reproduction_on_ray_gathers_what_the_process_executor_does(name, tmp_path, local_ray):
+    local, _ = reproduce(name, tmp_path / "local", is_tiny=True, workers=2, quiet=True)
+    on_ray, paths = reproduce(name, tmp_path / "ray", is_tiny=True, ray="auto", quiet=True)
     assert without_places(on_ray) == without_places(local)
     assert {p.name for p in paths} == {"results.json", "results.csv", "results.html"}
 
