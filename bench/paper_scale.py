@@ -1,7 +1,7 @@
 """VGG13-BN at paper scale: bpviz's training step against a bare PyTorch loop, what the local-Hessian
 reports cost per block, and the --tiny reproductions end to end. Ratios are measured in one run.
 
-Run: .venv/bin/python bench/paper_scale.py [--device cuda] [--steps 50] [--batch 128] [--width 64]
+Run: .venv/bin/python bench/paper_scale.py [--device cuda] [--steps 50] [--batch 128] [--width 64] [--sibp-steps N]
 On a CPU use a small net (--width 8 --batch 32 --steps 10): the numbers then say the script works,
 not what a GPU does. Prints, on the device given:
 - steps/s of a bare loop (an nn.Sequential VGG13-BN written here, torch.optim.SGD with momentum and
@@ -13,6 +13,8 @@ not what a GPU does. Prints, on the device given:
 - the throughput ratio with a report every ``report_every`` steps on the reproduction's images
   (``REPORT_SAMPLES``) as ``bpviz reproduce lhbp-vgg13-cifar10`` schedules them (every 10 epochs,
   3,906 steps);
+- with --sibp-steps N, the steps/s of SGD, ProxBP and SIBP in the ``sibp-*`` recipes (step size 1) on
+  random data of MNIST's and CIFAR-10's shapes, and a run's training time at that rate;
 - the wall time of each ``bpviz reproduce NAME --tiny``.
 """
 
@@ -103,6 +105,7 @@ def main() -> None:
     ap.add_argument("--report-every", type=int, default=EXPERIMENTS["lhbp-vgg13-cifar10"].report_every)
     ap.add_argument("--no-tiny", action="store_true", help="skip the --tiny reproductions")
     ap.add_argument("--no-report", action="store_true", help="skip the local-Hessian report (slow on a CPU)")
+    ap.add_argument("--sibp-steps", type=int, default=0, help="time SGD/ProxBP/SIBP steps of the sibp-* recipes")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -120,6 +123,8 @@ def main() -> None:
     )
     if not args.no_report:
         report_cost(args, device, trainer, ours, bare)
+    if args.sibp_steps:
+        sibp_rates(args.sibp_steps, device)
     if not args.no_tiny:
         tiny_runs()
 
@@ -183,6 +188,29 @@ def report_cost(args, device: torch.device, trainer: Trainer, ours: float, bare:
         f"  the reproduction's report ({REPORT_SAMPLES} images): {scheduled:.2f} s; with one every "
         f"{args.report_every} steps: {with_reports:.2f} steps/s, ratio to bare {with_reports / bare:.2f}"
     )
+
+
+def sibp_rates(steps: int, device: torch.device) -> None:
+    """Steps/s of each algorithm in the sibp-* recipes (their networks, batch and solver settings, at
+    step size 1) on random data of the datasets' shapes, and what a run's steps would take at that
+    rate (training only: evaluations and reports not counted)."""
+    shapes = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+    for name in ("sibp-mnist", "sibp-cifar10"):
+        experiment = EXPERIMENTS[name]
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(2048, *shapes[experiment.dataset], generator=g)
+        y = torch.randint(0, 10, (2048,), generator=g)
+        data = Dataset(experiment.dataset, x, y, x[:256], y[:256], "classification", 10, shapes[experiment.dataset])
+        for run in experiment.runs:
+            if run.cfg.lr != 1:
+                continue
+            cfg = run.cfg.replace(device=str(device), n_train=len(x), n_test=256)
+            trainer = Trainer(cfg, data)
+            rate = timed(trainer.step, argparse.Namespace(steps=steps), device)
+            print(
+                f"  {name} {run.label:14s} {rate:8.2f} steps/s: {cfg.steps} steps in "
+                f"{run.cfg.steps / rate / 60:7.1f} min"
+            )
 
 
 def tiny_runs() -> None:
