@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from .device import read_numbers
+
 if TYPE_CHECKING:
     from .optim import StepResult
 
@@ -190,8 +192,4 @@ def step_metrics(result: StepResult, blocks: Sequence[torch.nn.Module]) -> dict[
     values = {"batch_loss": result.loss, **result.scalars}
     if all(g is not None for g in grads):
         values.update({grad_norm_name(i): n for i, n in enumerate(torch._foreach_norm(grads))})
-    device = result.loss.device
-    numbers = torch.stack(
-        [torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values.values()]
-    ).tolist()
-    return dict(zip(values, numbers))
+    return dict(zip(values, read_numbers(values.values(), result.loss.device)))

@@ -245,3 +245,32 @@ def test_every_quirk_is_listed():
 def test_options_out_of_range_are_refused_before_training(options, match):
     with pytest.raises(ConfigError, match=match):
         RunConfig(optimizer="sibp", optimizer_options=options)
+
+
+@pytest.mark.parametrize("output_layer", [False, True])
+def test_reading_the_trials_in_batches_takes_the_same_steps_with_fewer_reads(output_layer, monkeypatch):
+    """On a GPU the solver reads several Armijo trials per device sync: every trial is computed as
+    it would be alone, so the layer's new weights are bitwise those of one trial per read."""
+    from bpviz.optim import sibp_solvers
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(40, 12, generator=g)
+    w, bias = 0.5 * torch.randn(9, 12, generator=g), 0.5 * torch.randn(9, generator=g)
+    target = torch.relu(a @ w.t() + bias) + 3.0 * torch.randn(40, 9, generator=g)  # far off: many trials
+    original, reads, results = sibp_solvers.read_numbers, [], []
+
+    def counted(values, device):
+        reads[-1] += 1
+        return original(values, device)
+
+    monkeypatch.setattr(sibp_solvers, "read_numbers", counted)
+    for per_read in (1, 3, 8):
+        reads.append(0)
+        solver = FletcherReevesArmijo(iters=5, rho=0.6, sigma=0.1, trials_per_read=per_read)
+        activation = "linear" if output_layer else "relu"
+        results.append((*authors_prox(a, target, w, bias, 1.0, activation, output_layer, solver), solver.applied))
+    for other in results[1:]:
+        assert torch.equal(other[0], results[0][0]) and torch.equal(other[1], results[0][1])
+        assert other[2] == results[0][2]
+    assert results[0][2] > 0 and not torch.equal(results[0][0], w)  # the steps were taken, not skipped
+    assert reads[0] > reads[1] > reads[2], reads

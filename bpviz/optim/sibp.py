@@ -27,6 +27,11 @@ from .sibp_solvers import (
     gauss_newton_output_prox,
 )
 
+#: Armijo trials the authors' solver evaluates per read off a CPU (on a GPU each read is a wait for
+#: the queued kernels: one per trial made the 1,000 steps of the preset sibp-large-step wait
+#: 356,000 times on an H200, docs/results.md); on the CPU one at a time, as extra trials are wasted work
+TRIALS_PER_READ_OFF_CPU = 8
+
 
 class SIBP(Algorithm):
     r"""Semi-implicit back-propagation for plain MLPs (Linear blocks with an elementwise activation).
@@ -102,7 +107,10 @@ class SIBP(Algorithm):
     ) -> dict[str, torch.Tensor]:
         """``sibp_inner.m``, with the targets formed explicitly as the authors do."""
         eta, lam, opts = self.lr, self.options["lam"], self.options
-        solver = FletcherReevesArmijo(opts["fr_iters"], opts["armijo_rho"], opts["armijo_sigma"])
+        on_cpu = out.device.type == "cpu"
+        solver = FletcherReevesArmijo(
+            opts["fr_iters"], opts["armijo_rho"], opts["armijo_sigma"], 1 if on_cpu else TRIALS_PER_READ_OFF_CPU
+        )
         layers = [(b.affine, b.activation) for b in self.model.blocks] + [(self.model.head.linear, "linear")]
         outputs = fs[1:] + [out]
         for i in range(len(layers) - 1, -1, -1):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..device import read_numbers
 from ..models import ACTIVATIONS
 from .proxbp import add_to_diagonal, cholesky_solve_right, row_cg, with_ones
 
@@ -53,16 +54,22 @@ class FletcherReevesArmijo:
     """``FR3.m`` / ``FR4.m``: ``iters`` Fletcher–Reeves iterations from x_old with Armijo backtracking
     (ρ, σ, at most 50 trials), on f(x) = ‖σ(affine(x)) − target‖² + λ‖x − x_old‖² (no ½, as the authors).
     ``heuristic_start`` is FR3's first-exponent heuristic (hidden layers; FR4 has it commented out).
-    Counts how many iterations applied a step (``applied``) out of how many ran (``ran``)."""
+    Counts how many iterations applied a step (``applied``) out of how many ran (``ran``).
 
-    def __init__(self, iters: int, rho: float, sigma: float):
+    The trials' values are read from the device ``trials_per_read`` at a time (f0, the slope and the
+    full step in one read first): each trial is computed as it would be alone, so the steps taken are
+    the same for any value; on a GPU a read is a wait for the queued work, on a CPU an extra trial is
+    work thrown away, so the CPU reads one at a time."""
+
+    def __init__(self, iters: int, rho: float, sigma: float, trials_per_read: int = 1):
         self.iters, self.rho, self.sigma = iters, rho, sigma
+        self.trials_per_read = trials_per_read
         self.applied = 0
         self.ran = 0
 
     def minimise(
         self,
-        objective: Callable[[torch.Tensor], float],
+        objective: Callable[[torch.Tensor], torch.Tensor | float],
         gradient: Callable[[torch.Tensor], torch.Tensor],
         x_old: torch.Tensor,
         first_gradient: torch.Tensor,
@@ -73,12 +80,20 @@ class FletcherReevesArmijo:
         g = first_gradient
         d = -g
         for _ in range(self.iters):
-            f0 = objective(x)
-            slope = sigma * float(torch.sum(g * d))
+            f0, gd, full = read_numbers([objective(x), torch.sum(g * d), objective(x + rho**0.0 * d)], x.device)
+            slope = sigma * gd
+            values = {0.0: full}  # trial exponent -> f(x + ρ^m d), read ahead in batches
+
+            def trial(m: float) -> float:
+                if m not in values:
+                    ms = [m + j for j in range(self.trials_per_read) if m + j < ARMIJO_TRIALS]
+                    values.update(zip(ms, read_numbers([objective(x + rho**k * d) for k in ms], x.device)))
+                return values[m]
+
             m, accepted = 0.0, 0.0
             tested_first = not heuristic_start
             while m < ARMIJO_TRIALS:
-                f1 = objective(x + rho**m * d)
+                f1 = trial(m)
                 bound = f0 + slope * rho**m
                 if not tested_first:  # FR3: the heuristic replaces m after the full step was evaluated
                     m = first_exponent(f0, slope, rho)
@@ -125,9 +140,9 @@ def authors_prox(
         out = act(pre)
         return out - target, derivative(activation, pre, out)
 
-    def w_objective(w: torch.Tensor) -> float:
+    def w_objective(w: torch.Tensor) -> torch.Tensor:
         res, _ = pieces(torch.addmm(bias, a, w.t()))
-        return float(torch.sum(res * res) + lam * torch.sum((w - weight) ** 2))
+        return torch.sum(res * res) + lam * torch.sum((w - weight) ** 2)
 
     def w_gradient(w: torch.Tensor) -> torch.Tensor:
         res, slope = pieces(torch.addmm(bias, a, w.t()))
@@ -137,9 +152,9 @@ def authors_prox(
     new_weight = solver.minimise(w_objective, w_gradient, weight, w_first, heuristic_start=not output_layer)
     fixed = a @ new_weight.t()
 
-    def b_objective(b: torch.Tensor) -> float:
+    def b_objective(b: torch.Tensor) -> torch.Tensor:
         res, _ = pieces(fixed + b)
-        return float(torch.sum(res * res) + lam * torch.sum((b - bias) ** 2))
+        return torch.sum(res * res) + lam * torch.sum((b - bias) ** 2)
 
     def b_gradient(b: torch.Tensor) -> torch.Tensor:
         res, slope = pieces(fixed + b)
