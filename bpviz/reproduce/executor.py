@@ -60,6 +60,29 @@ class Progress:
             self.bar.close()
 
 
+class Attempts:
+    """How often each job was tried, and whether a failed one gets another go: the one retry rule of
+    both executors (a retry goes on from the last checkpoint the failed attempt left, if any)."""
+
+    def __init__(self, jobs: Sequence[RunJob], retries: int, quiet: bool, where: str = ""):
+        self.jobs, self.retries, self.quiet, self.where = jobs, retries, quiet, where
+        self.tries = dict.fromkeys(range(len(jobs)), 0)
+
+    def start(self, i: int) -> RunJob:
+        self.tries[i] += 1
+        return self.jobs[i] if self.tries[i] == 1 else replace(self.jobs[i], resume=True)
+
+    def failed(self, i: int, error: str) -> dict | None:
+        """None when the job is to be tried again (and says so), else its summary as a failed run."""
+        job = self.jobs[i]
+        if self.tries[i] <= self.retries:
+            if not self.quiet:
+                again = "trying again from its last checkpoint"
+                print(f"reproduce: {job.label} failed{self.where} ({error}); {again}", flush=True)
+            return None
+        return {"label": job.label, "folder": job.folder, "state": "failed", "error": error}
+
+
 def run_local(
     jobs: Sequence[RunJob],
     total_steps: int,
@@ -75,7 +98,7 @@ def run_local(
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [_with_threads(job, threads) for job in jobs]
     results: dict[int, dict] = {}
-    attempts = dict.fromkeys(range(len(jobs)), 0)
+    attempts = Attempts(jobs, retries, quiet)
     progress = Progress(jobs, total_steps, quiet)
     queue = deque(range(len(jobs)))
     while queue:
@@ -86,33 +109,26 @@ def run_local(
             while running or (queue and not broken):
                 while queue and not broken and len(running) < workers:
                     i = queue.popleft()
-                    attempts[i] += 1
-                    # a retry goes on from the last checkpoint the failed attempt left
-                    job = jobs[i] if attempts[i] == 1 else replace(jobs[i], resume=True)
-                    running[pool.submit(target, job)] = i
+                    running[pool.submit(target, attempts.start(i))] = i
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 progress.update()
                 for future in done:
                     i = running.pop(future)
+                    error = None
                     try:
                         results[i] = future.result()
                     except BrokenProcessPool as exc:
-                        broken = True
-                        _failed(i, jobs, attempts, retries, results, queue, f"its worker process died ({exc})", quiet)
+                        broken, error = True, f"its worker process died ({exc})"
                     except Exception as exc:  # any error of one run: report it, go on with the others
-                        _failed(i, jobs, attempts, retries, results, queue, f"{type(exc).__name__}: {exc}", quiet)
+                        error = f"{type(exc).__name__}: {exc}"
+                    if error is not None:
+                        summary = attempts.failed(i, error)
+                        if summary is None:
+                            queue.append(i)
+                        else:
+                            results[i] = summary
     progress.close()
     return [results[i] for i in range(len(jobs))]
-
-
-def _failed(i, jobs, attempts, retries, results, queue, error: str, quiet: bool) -> None:
-    job = jobs[i]
-    if attempts[i] <= retries:
-        if not quiet:
-            print(f"reproduce: {job.label} failed ({error}); trying again from its last checkpoint", flush=True)
-        queue.append(i)
-    else:
-        results[i] = {"label": job.label, "folder": job.folder, "state": "failed", "error": error}
 
 
 def _with_threads(job: RunJob, threads: int) -> RunJob:

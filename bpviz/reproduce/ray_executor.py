@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..config import ConfigError
-from .executor import Progress
+from .executor import Attempts, Progress
 from .runner import RunJob, run_job
 
 CONNECT_TIMEOUT = 5.0
@@ -61,8 +61,8 @@ def run_ray(
     # one compute thread per task: Ray gives each task one CPU
     jobs = [replace(job, config={**job.config, "num_threads": job.config.get("num_threads") or 1}) for job in jobs]
     progress = Progress(jobs, total_steps, quiet)
-    attempts = dict.fromkeys(range(len(jobs)), 1)
-    pending = {task.remote(job): i for i, job in enumerate(jobs)}
+    attempts = Attempts(jobs, retries, quiet, where=" on Ray")
+    pending = {task.remote(attempts.start(i)): i for i in range(len(jobs))}
     results: dict[int, dict] = {}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -73,12 +73,10 @@ def run_ray(
                 results[i] = ray.get(ref)
             except Exception as exc:  # the run raised, or its worker or machine died
                 error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-                if attempts[i] <= retries:
-                    attempts[i] += 1
-                    if not quiet:
-                        print(f"reproduce: {jobs[i].label} failed on Ray ({error}); trying again", flush=True)
-                    pending[task.remote(replace(jobs[i], resume=True))] = i
+                summary = attempts.failed(i, error)
+                if summary is None:
+                    pending[task.remote(attempts.start(i))] = i
                 else:
-                    results[i] = {"label": jobs[i].label, "folder": jobs[i].folder, "state": "failed", "error": error}
+                    results[i] = summary
     progress.close()
     return [results[i] for i in range(len(jobs))]
