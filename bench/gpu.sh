@@ -3,8 +3,8 @@
 # against a bare loop and its per-block report, the dashboard's presets as live sessions on CUDA and
 # (in the background, one thread each, as the app's kernels run) on the CPU, the session overhead,
 # the --tiny reproductions, then tests/test_cuda.py. Each part has a time limit, so one slow part
-# leaves the others. Its parts took about 7 minutes together on one H200 (run in two calls,
-# docs/results.md): give the call 10 minutes.
+# leaves the others. Its parts ran on one H200 in two calls of 169 s and 300 s (docs/results.md);
+# give the call 10 minutes.
 # Run on a machine with a GPU: bash bench/gpu.sh [LOG_DIR]   (PYTHONPATH is set: no install needed;
 # python3 is the one that holds a CUDA torch, or set PY)
 set -uo pipefail

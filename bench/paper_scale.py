@@ -208,8 +208,7 @@ def sibp_rates(steps: int, device: torch.device) -> None:
             trainer = Trainer(cfg, data)
             rate = timed(trainer.step, argparse.Namespace(steps=steps), device)
             print(
-                f"  {name} {run.label:14s} {rate:8.2f} steps/s: {cfg.steps} steps in "
-                f"{run.cfg.steps / rate / 60:7.1f} min"
+                f"  {name} {run.label:14s} {rate:8.2f} steps/s: {cfg.steps} steps in {cfg.steps / rate / 60:7.1f} min"
             )
 
 

@@ -16,10 +16,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from bpviz.html_plot import series_style
-from bpviz.reproduce.report import Chart, charts
+from bpviz.reproduce.report import TINY_NOTE, Chart, charts
 
 WIDTH, HEIGHT, SCALE = 720, 440, 2  # CSS pixels, then 2 image pixels each: sharp on a slide
-TINY_LINE = "--tiny: synthetic data in the real file formats; it shows the pipeline works, not the paper's result"
 
 
 def _plottable(values: list, log: bool) -> list:
@@ -42,22 +41,31 @@ def figure(chart: Chart, subtitle: list[str]) -> go.Figure:
     fig.update_layout(
         title={"text": f"{html.escape(chart.title)}<br><sup>{'<br>'.join(map(html.escape, subtitle))}</sup>"},
         template="plotly_white",
-        margin={"t": 70 + 18 * len(subtitle), "b": 90 if chart.note else 60},
+        margin={"t": 70 + 18 * len(subtitle), "b": 100 if chart.note else 60},
         legend={"title": {"text": "run"}},
     )
     # 10⁸, not plotly's "100M": a κ or a loss is not a count
     fig.update_xaxes(title_text=chart.xlabel, type="log" if chart.logx else "linear", exponentformat="power")
     fig.update_yaxes(title_text=chart.ylabel, type="log" if chart.logy else "linear", exponentformat="power")
     if chart.note:
+        # in pixels below the plot, clear of the axis title whatever the plot's height
         fig.add_annotation(
-            text=html.escape(chart.note), xref="paper", yref="paper", x=0, y=-0.22, showarrow=False, xanchor="left"
+            text=html.escape(chart.note),
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=0,
+            xanchor="left",
+            yanchor="top",
+            yshift=-62,
+            showarrow=False,
         )
     return fig
 
 
 def write_png(result: dict, out: Path) -> list[Path]:
     """Every chart of ``result`` as ``out/figures/NAME.png`` (one browser start for all of them)."""
-    subtitle = [result["title"], *([TINY_LINE] if result["tiny"] else [])]
+    subtitle = [result["title"], *([f"--tiny: {TINY_NOTE}"] if result["tiny"] else [])]
     folder = Path(out) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     figures = charts(result)

@@ -80,6 +80,7 @@ class FletcherReevesArmijo:
         g = first_gradient
         d = -g
         for _ in range(self.iters):
+            # the full step written as every trial is (ρ⁰ d), so that its value is the same bits
             f0, gd, full = read_numbers([objective(x), torch.sum(g * d), objective(x + rho**0.0 * d)], x.device)
             slope = sigma * gd
             values = {0.0: full}  # trial exponent -> f(x + ρ^m d), read ahead in batches

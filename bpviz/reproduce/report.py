@@ -20,10 +20,8 @@ from ..config import ConfigError
 from ..runs import jsonable, load_run
 from .experiments import Experiment
 
-TINY_NOTE = (
-    "the pipeline on synthetic data in the real file formats, at a size that runs in seconds. "
-    "These curves show that it works, not what the paper found."
-)
+#: what a --tiny result says of itself, on the page and under every PNG's title
+TINY_NOTE = "synthetic data in the real file formats; it shows the pipeline works, not the paper's result"
 
 
 def largest_kappa(record: dict) -> tuple[float | None, bool]:
