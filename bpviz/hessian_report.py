@@ -5,6 +5,7 @@ The spectra come from :mod:`bpviz.local_hessian`. Where a BN block's input Hessi
 problem of samples x width) passes ``REPORT_DENSE_MAX``, the row says ``method="lanczos"``: its
 lambda_max and kappa are lower bounds, lambda_min an upper bound (a Krylov space inside the operator's
 range, :mod:`bpviz.krylov`), its trace, rank and histogram stochastic-Lanczos-quadrature estimates.
+BatchNorm is taken without its epsilon (``REPORT_BN_EPS``), as the paper analyses it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ from .models import Block, BlockNet
 REPORT_DENSE_MAX = 1024
 #: Krylov dimension of the report's fallback (bounds and a density estimate, on a fixed budget).
 REPORT_KRYLOV_DIM = 48
+#: BatchNorm's epsilon in the report's local Hessians: none, as in the paper's analysis (research/seeds.md
+#: 1.5(d)), where the directions BN normalises away (each channel's weight row; the input scaled per
+#: channel) are exact zeros. The trained BN's eps (``models.BN_EPS`` = 1e-5) leaves them a curvature of
+#: about (eps / var)^2 lambda_max, which then posed as the smallest nonzero eigenvalue: kappa measured
+#: eps and the channel's variance, not the block (~1e9 on VGG13-BN's blocks 5-8, tests/test_bn_scale.py).
+#: The other eigenvalues move by about eps / var.
+REPORT_BN_EPS = 0.0
 #: relative floor under which the report counts an eigenvalue as zero (see ``_zero_tol``).
 ZERO_RTOL = 1e-9
 #: fixed log10 bin edges of the report's eigenvalue histograms (the ideal local Hessian has all
@@ -100,9 +108,9 @@ def _bounded_stats(
 ) -> SpectrumStats:
     """The report's fallback: the density, trace and rank from SLQ (random start), and lambda_max,
     lambda_min and kappa from a Krylov space inside the range (certified bounds, see bpviz.krylov)."""
-    theta, w = krylov_spectrum(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=False)
+    theta, w = krylov_spectrum(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=False, bn_eps=REPORT_BN_EPS)
     stats = _stats(b, wrt, "lanczos", size, theta.cpu().numpy(), w.cpu().numpy(), dim, dtype)
-    ritz = krylov_spectrum(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=True)[0].cpu().numpy()
+    ritz = krylov_spectrum(blk, z, wrt, k, REPORT_KRYLOV_DIM, in_range=True, bn_eps=REPORT_BN_EPS)[0].cpu().numpy()
     if not np.isfinite(ritz).all() or ritz.max(initial=0.0) <= 0:
         return stats
     lmax = float(ritz.max())
@@ -201,9 +209,9 @@ def _report(model: BlockNet, x: torch.Tensor, max_samples: int | None, k: int) -
             else:
                 try:
                     if wrt == "weight":
-                        eigs_t = exact_weight_spectrum(blk, z)
+                        eigs_t = exact_weight_spectrum(blk, z, REPORT_BN_EPS)
                     else:
-                        eigs_t = exact_input_spectrum(blk, z, REPORT_DENSE_MAX)
+                        eigs_t = exact_input_spectrum(blk, z, REPORT_DENSE_MAX, REPORT_BN_EPS)
                     eigs, weights = eigs_t.cpu().numpy(), np.full(size, 1.0 / size)
                 except ExactTooLarge:
                     stats.append(_bounded_stats(b, wrt, blk, z, k, size, dim, dtype))

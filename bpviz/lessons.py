@@ -21,7 +21,7 @@ from . import loop
 from .backmatching import back_matching_step, back_matching_targets
 from .config import RunConfig
 from .data import DataError, Dataset, load_dataset
-from .hessian_report import ZERO_RTOL, local_hessian_report
+from .hessian_report import REPORT_BN_EPS, ZERO_RTOL, local_hessian_report
 from .local_hessian import local_hessian_spectrum
 from .models import ACTIVATIONS, BlockNet, build_model, network_loss
 from .train import Trainer
@@ -144,10 +144,11 @@ def condition_number(eigs: np.ndarray | torch.Tensor) -> float:
 
 
 def spectrum_rows(model: BlockNet, x: torch.Tensor, wrt: str, **extra) -> list[dict]:
-    """Exact spectrum summary of every block's ``wrt`` local Hessian on the batch ``x``."""
+    """Exact spectrum summary of every block's ``wrt`` local Hessian on the batch ``x`` (BN as the report
+    takes it)."""
     rows = []
     for b in range(len(model.blocks)):
-        e = local_hessian_spectrum(model, x, b, wrt=wrt).cpu().numpy()
+        e = local_hessian_spectrum(model, x, b, wrt=wrt, bn_eps=REPORT_BN_EPS).cpu().numpy()
         lmax = float(e.max())
         nonzero = e[e > ZERO_RTOL * lmax]
         rows.append(
@@ -216,7 +217,7 @@ def mean_spike_share(plain: BlockNet, with_bn: BlockNet, x: torch.Tensor) -> lis
             slope = ACTIVATIONS[blk.activation][1](blk.affine_map(zs[b], blk.weight)).double()
         e_plain = _weight_hessian_eigenvalues(slope, h)
         e_centred = _weight_hessian_eigenvalues(slope, h - h.mean(0))
-        e_bn = local_hessian_spectrum(with_bn, x, b, wrt="weight").numpy()
+        e_bn = local_hessian_spectrum(with_bn, x, b, wrt="weight", bn_eps=REPORT_BN_EPS).numpy()
         k_plain, k_centred, k_bn = map(condition_number, (e_plain, e_centred, e_bn))
         drop = math.log10(k_plain / k_bn)
         rows.append(

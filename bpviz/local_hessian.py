@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .krylov import NotConverged, TopEigen, block_krylov, top_eigenpairs  # noqa: F401 (NotConverged: re-exported)
 from .metrics import WRT
-from .models import ACTIVATIONS, Block, BlockNet
+from .models import ACTIVATIONS, BN_EPS, Block, BlockNet
 
 METHODS = ("exact", "lanczos")
 #: largest side of the one dense eigenproblem a batch-coupled (BN) input Hessian needs.
@@ -87,23 +87,23 @@ def _per_unit(t: torch.Tensor, kind: str) -> torch.Tensor:
     return t.T if kind == "linear" else t.transpose(0, 1).reshape(t.shape[1], -1)
 
 
-def _slopes(block: Block, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _slopes(block: Block, z: torch.Tensor, bn_eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per unit and position: the factor c (activation slope, times gamma/s with BN) and y_hat."""
     with torch.no_grad():
         g = block.affine_map(block.affine_input(z), block.weight)
         act_grad = ACTIVATIONS[block.activation][1]
         if block.bn is None:
             return _per_unit(act_grad(g), block.kind), None
-        y_hat, std = block.normalize(g)
+        y_hat, std = block.normalize(g, bn_eps)
         gamma = block.channel_view(block.bn.weight)
         c = act_grad(y_hat * gamma + block.channel_view(block.bn.bias)) * gamma / std
         return _per_unit(c, block.kind), _per_unit(y_hat, block.kind)
 
 
-def _weight_jacobians(block: Block, z: torch.Tensor, units: slice) -> torch.Tensor:
+def _weight_jacobians(block: Block, z: torch.Tensor, units: slice, bn_eps: float) -> torch.Tensor:
     """J_u = dF_{:,u}/dw_u for the given units: (units, N, fan_in)."""
     P = _patches(block, z)
-    c, y_hat = _slopes(block, z)
+    c, y_hat = _slopes(block, z, bn_eps)
     c = c[units]
     if y_hat is None:
         return c[:, :, None] * P[None]
@@ -132,10 +132,10 @@ def _skip_matrix(block: Block, d_in: int, like: torch.Tensor) -> torch.Tensor | 
     return block.projection.weight.detach()
 
 
-def _input_jacobian_bn_linear(block: Block, z: torch.Tensor) -> torch.Tensor:
+def _input_jacobian_bn_linear(block: Block, z: torch.Tensor, bn_eps: float) -> torch.Tensor:
     """Dense (n*m, n*d) Jacobian of a Linear+BN block from its closed form."""
     n, d = z.shape
-    c, y_hat = _slopes(block, z)  # (m, n)
+    c, y_hat = _slopes(block, z, bn_eps)  # (m, n)
     eye = torch.eye(n, dtype=z.dtype, device=z.device)
     proj = eye[None] - 1.0 / n - y_hat[:, :, None] * y_hat[:, None, :] / n  # (m, n, n)
     J = torch.einsum("ji,jik,jl->ijkl", c, proj, block.weight.detach())
@@ -145,16 +145,19 @@ def _input_jacobian_bn_linear(block: Block, z: torch.Tensor) -> torch.Tensor:
     return J.reshape(n * c.shape[0], n * d)
 
 
-def exact_weight_spectrum(block: Block, z: torch.Tensor) -> torch.Tensor:
-    """All eigenvalues of the block's weight local Hessian on inputs z (unsorted, float64)."""
+def exact_weight_spectrum(block: Block, z: torch.Tensor, bn_eps: float = BN_EPS) -> torch.Tensor:
+    """All eigenvalues of the block's weight local Hessian on inputs z (unsorted, float64), BN with
+    ``bn_eps`` (0: as the paper analyses it, see ``bpviz.hessian_report.REPORT_BN_EPS``)."""
     m = block.weight.shape[0]
     n_pos, fan_in = _patches(block, z).shape
     chunk = max(1, CHUNK_ELEMENTS // (n_pos * fan_in))
-    parts = [_gram_eigvalsh(_weight_jacobians(block, z, slice(s, s + chunk))) for s in range(0, m, chunk)]
+    parts = [_gram_eigvalsh(_weight_jacobians(block, z, slice(s, s + chunk), bn_eps)) for s in range(0, m, chunk)]
     return torch.cat(parts)
 
 
-def exact_input_spectrum(block: Block, z: torch.Tensor, dense_max: int = EXACT_DENSE_MAX) -> torch.Tensor:
+def exact_input_spectrum(
+    block: Block, z: torch.Tensor, dense_max: int = EXACT_DENSE_MAX, bn_eps: float = BN_EPS
+) -> torch.Tensor:
     """All eigenvalues of its input local Hessian; :class:`ExactTooLarge` past ``dense_max`` (BN)."""
     n = z.shape[0]
     per_sample = z[0].numel()
@@ -168,9 +171,9 @@ def exact_input_spectrum(block: Block, z: torch.Tensor, dense_max: int = EXACT_D
                 f"or a smaller batch"
             )
         if block.kind == "linear":
-            J = _input_jacobian_bn_linear(block, z)
+            J = _input_jacobian_bn_linear(block, z, bn_eps)
         else:
-            J = torch.func.jacfwd(block.local_forward)(z).reshape(-1, z.numel())
+            J = torch.func.jacfwd(lambda v: block.local_forward(v, bn_eps=bn_eps))(z).reshape(-1, z.numel())
         return _gram_eigvalsh(J[None])
     if block.kind == "linear":
         with torch.no_grad():
@@ -195,19 +198,19 @@ def exact_input_spectrum(block: Block, z: torch.Tensor, dense_max: int = EXACT_D
 
 # --- Lanczos ------------------------------------------------------------------------------------
 def _gauss_newton_matvec(
-    block: Block, z: torch.Tensor, wrt: str
+    block: Block, z: torch.Tensor, wrt: str, bn_eps: float
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     """v -> J^T J v for a batch of tangents (p, *primal.shape), from jvp and vjp only."""
     if wrt == "weight":
         primal = block.weight.detach()
 
         def f(w: torch.Tensor) -> torch.Tensor:
-            return block.local_forward(z, w)
+            return block.local_forward(z, w, bn_eps)
     else:
         primal = z
 
         def f(w: torch.Tensor) -> torch.Tensor:
-            return block.local_forward(w)
+            return block.local_forward(w, bn_eps=bn_eps)
 
     _, vjp_fn = torch.func.vjp(f, primal)
 
@@ -218,8 +221,8 @@ def _gauss_newton_matvec(
     return matvec, primal
 
 
-def _top_eigen(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> TopEigen:
-    matvec, primal = _gauss_newton_matvec(block, z, wrt)
+def _top_eigen(block: Block, z: torch.Tensor, wrt: str, k: int, bn_eps: float = BN_EPS, **options) -> TopEigen:
+    matvec, primal = _gauss_newton_matvec(block, z, wrt, bn_eps)
     shape = tuple(primal.shape)
 
     def flat_matvec(V: torch.Tensor) -> torch.Tensor:
@@ -229,9 +232,9 @@ def _top_eigen(block: Block, z: torch.Tensor, wrt: str, k: int, **options) -> To
 
 
 def krylov_spectrum(
-    block: Block, z: torch.Tensor, wrt: str, k: int, dim: int, in_range: bool
+    block: Block, z: torch.Tensor, wrt: str, k: int, dim: int, in_range: bool, bn_eps: float = BN_EPS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    matvec, primal = _gauss_newton_matvec(block, z, wrt)
+    matvec, primal = _gauss_newton_matvec(block, z, wrt, bn_eps)
     with torch.no_grad():
         return block_krylov(matvec, tuple(primal.shape), primal, k, dim, in_range)
 
@@ -254,9 +257,16 @@ def dense_reference_spectrum(model: BlockNet, x: torch.Tensor, block: int, wrt: 
 
 
 def local_hessian_spectrum(
-    model: BlockNet, x: torch.Tensor, block: int, wrt: str = "weight", method: str = "exact", k: int | None = None
+    model: BlockNet,
+    x: torch.Tensor,
+    block: int,
+    wrt: str = "weight",
+    method: str = "exact",
+    k: int | None = None,
+    bn_eps: float = BN_EPS,
 ) -> torch.Tensor:
-    """Eigenvalues (ascending, float64) of block ``block``'s local Hessian on the batch ``x``.
+    """Eigenvalues (ascending, float64) of block ``block``'s local Hessian on the batch ``x``, BN
+    with ``bn_eps`` (the report's ``REPORT_BN_EPS = 0`` for its numbers).
 
     ``exact``: the whole spectrum (weight numel, or batch size x block-input size values), or its k
     largest when ``k`` is given. ``lanczos``: the k largest (default 5) from Jacobian-vector products,
@@ -270,11 +280,14 @@ def local_hessian_spectrum(
     if method == "lanczos":
         if not finite:
             return torch.full((k or 5,), float("nan"), dtype=torch.float64)
-        return torch.from_numpy(_top_eigen(blk, z, wrt, k or 5).check().copy())
+        return torch.from_numpy(_top_eigen(blk, z, wrt, k or 5, bn_eps=bn_eps).check().copy())
     if not finite:
         eigs = torch.full((size,), float("nan"), dtype=torch.float64)
     else:
-        eigs = exact_weight_spectrum(blk, z) if wrt == "weight" else exact_input_spectrum(blk, z)
+        if wrt == "weight":
+            eigs = exact_weight_spectrum(blk, z, bn_eps)
+        else:
+            eigs = exact_input_spectrum(blk, z, bn_eps=bn_eps)
         eigs = torch.sort(eigs).values
     return eigs if k is None else eigs[-k:]
 

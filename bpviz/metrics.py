@@ -71,7 +71,8 @@ GLOSSARY: dict[str, Metric] = {
         Metric(
             "cond/{wrt}/{block}",
             "condition number lambda_max / smallest nonzero eigenvalue of the block's local "
-            "Hessian with respect to wrt ('weight' or 'input'), from the exact spectrum",
+            "Hessian with respect to wrt ('weight' or 'input'), from the exact spectrum; BN taken without "
+            "its eps, as the paper analyses it, so the directions BN normalises away are zeros",
             _NO_UNIT,
         ),
         Metric(

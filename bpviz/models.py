@@ -80,19 +80,25 @@ class Block(nn.Module):
         """A per-channel vector (BN's gamma or beta) shaped to broadcast over the affine output."""
         return t.view(1, -1) if self.kind == "linear" else t.view(1, -1, 1, 1)
 
-    def normalize(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """BatchNorm with batch statistics: returns (normalised pre-activation y_hat, std s)."""
+    def normalize(self, g: torch.Tensor, eps: float = BN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+        """BatchNorm with batch statistics: returns (normalised pre-activation y_hat, std s).
+
+        ``eps=0`` is BN as the paper analyses it (the local-Hessian report's, see
+        ``bpviz.hessian_report.REPORT_BN_EPS``); a channel constant on the batch has no such limit and
+        keeps ``BN_EPS``."""
         dims = self.bn_dims()
         mean = g.mean(dim=dims, keepdim=True)
         var = ((g - mean) ** 2).mean(dim=dims, keepdim=True)
-        std = torch.sqrt(var + BN_EPS)
+        std = torch.sqrt(var + eps) if eps > 0 else torch.where(var > 0, var, BN_EPS).sqrt()
         return (g - mean) / std, std
 
-    def pre_activation(self, z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def pre_activation(
+        self, z: torch.Tensor, weight: torch.Tensor | None = None, bn_eps: float = BN_EPS
+    ) -> torch.Tensor:
         """The argument of the activation, with BN (training mode, batch statistics) applied."""
         g = self.affine_map(self.affine_input(z), self.weight if weight is None else weight)
         if self.bn is not None:
-            y_hat, _ = self.normalize(g)
+            y_hat, _ = self.normalize(g, bn_eps)
             g = y_hat * self.channel_view(self.bn.weight) + self.channel_view(self.bn.bias)
         return g
 
@@ -101,9 +107,11 @@ class Block(nn.Module):
             return None
         return z if self.projection is None else self.projection(z)
 
-    def local_forward(self, z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def local_forward(
+        self, z: torch.Tensor, weight: torch.Tensor | None = None, bn_eps: float = BN_EPS
+    ) -> torch.Tensor:
         """F_b(W; z) with BN in training mode and no side effects (see module docstring)."""
-        out = ACTIVATIONS[self.activation][0](self.pre_activation(z, weight))
+        out = ACTIVATIONS[self.activation][0](self.pre_activation(z, weight, bn_eps))
         s = self.skip_map(z)
         return out if s is None else out + s
 
