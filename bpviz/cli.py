@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .hessian_report import LocalHessianReport, local_hessian_report
+from .hessian_report import ZERO_RTOL, LocalHessianReport, local_hessian_report
 from .loop import every, train_loop
 from .reproduce.report import FigureError
 from .train import Trainer
@@ -15,16 +15,25 @@ from .train import Trainer
 
 def format_report(report: LocalHessianReport) -> str:
     """A per-block table of the local-Hessian numbers the dashboard plots."""
-    rows = [f"{'block':>5} {'wrt':>6} {'method':>7} {'lambda_max':>11} {'lambda_min>0':>12} {'cond':>10} {'trace':>10}"]
+    rows = [
+        f"{'block':>5} {'wrt':>6} {'method':>7} {'lambda_max':>11} {'lambda_min>0':>12} {'cond':>10} {'trace':>10}"
+        f" {'<floor':>6}"
+    ]
     for s in report.stats:  # bounds say so: lambda_max >=, lambda_min <=, kappa >=
-        lo, hi = (">=", "<=") if s.estimated else ("", "")
+        lo = ">=" if s.estimated else ""
+        kappa, lmin = (">=", "<=") if s.kappa_is_bound else ("", "")
         rows.append(
             f"{s.block:>5} {s.wrt:>6} {s.method:>7} {lo + format(s.lambda_max, '.4g'):>11} "
-            f"{hi + format(s.lambda_min_nonzero, '.4g'):>12} {lo + format(s.condition_number, '.4g'):>10} "
-            f"{s.trace:>10.4g}"
+            f"{lmin + format(s.lambda_min_nonzero, '.4g'):>12} {kappa + format(s.condition_number, '.4g'):>10} "
+            f"{s.trace:>10.4g} {s.below_floor:>6}"
         )
     if any(s.estimated for s in report.stats):
         rows.append("lanczos rows: certified bounds (>=, <=); their traces are estimates")
+    if any(s.below_floor for s in report.stats):
+        rows.append(
+            f"<floor: eigenvalues above round-off counted as zero (under {ZERO_RTOL:g} lambda_max); "
+            "where there are any, cond >= and lambda_min>0 <= the value shown"
+        )
     note = f" (first {report.n_samples} of {report.batch_size} samples)" if report.subsampled else ""
     rows.append(f"computed in {report.seconds * 1e3:.0f} ms{note}")
     return "\n".join(rows)

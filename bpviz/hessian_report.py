@@ -36,9 +36,9 @@ REPORT_KRYLOV_DIM = 48
 #: BatchNorm's epsilon in the report's local Hessians: none, as in the paper's analysis (research/seeds.md
 #: 1.5(d)), where the directions BN normalises away (each channel's weight row; the input scaled per
 #: channel) are exact zeros. The trained BN's eps (``models.BN_EPS`` = 1e-5) leaves them a curvature of
-#: about (eps / var)^2 lambda_max, which then posed as the smallest nonzero eigenvalue: kappa measured
-#: eps and the channel's variance, not the block (~1e9 on VGG13-BN's blocks 5-8, tests/test_bn_scale.py).
-#: The other eigenvalues move by about eps / var.
+#: up to about (eps / var)^2 lambda_max, which, where a channel's variance is small, posed as the
+#: smallest nonzero eigenvalue: kappa then measured eps and that variance, not the block
+#: (tests/test_bn_scale.py). The other eigenvalues move by about eps / var.
 REPORT_BN_EPS = 0.0
 #: relative floor under which the report counts an eigenvalue as zero (see ``_zero_tol``).
 ZERO_RTOL = 1e-9
@@ -64,18 +64,33 @@ class SpectrumStats:
     trace: float
     rank: int
     hist_counts: list[float]  # per HIST_EDGES bin; zeros are counted in ``size - rank``, not here
+    #: eigenvalues above round-off that the zero floor (``ZERO_RTOL``) counts as zeros (exact rows): where
+    #: this is not 0 the spectrum goes on below the floor, and kappa without the floor would be larger
+    below_floor: int = 0
 
     @property
     def estimated(self) -> bool:
         """True when the numbers are bounds and estimates, not the exact spectrum's."""
         return self.method != "exact"
 
+    @property
+    def kappa_is_bound(self) -> bool:
+        """True when condition_number is only a lower bound: a Lanczos row, or a spectrum that goes on
+        below the zero floor (the floor then chose lambda_min_nonzero)."""
+        return self.estimated or self.below_floor > 0
+
+
+def _roundoff(lmax: float, dim: int, source_dtype: torch.dtype) -> float:
+    """The size of a zero eigenvalue after round-off: of the source precision (J in it; a Gram's
+    eigenvalues err by its square) and of float64's eigensolver."""
+    eps = torch.finfo(source_dtype).eps
+    return lmax * max((dim * eps) ** 2, dim * torch.finfo(torch.float64).eps)
+
 
 def _zero_tol(lmax: float, dim: int, source_dtype: torch.dtype) -> float:
-    """Eigenvalues below this count as zero: round-off of the source precision, and at least
-    ``ZERO_RTOL * lmax`` (BN's epsilon leaves its scale-invariant direction at ~(eps/var)^2 lmax)."""
-    eps = torch.finfo(source_dtype).eps
-    return lmax * max((dim * eps) ** 2, dim * torch.finfo(torch.float64).eps, ZERO_RTOL)
+    """Eigenvalues below this count as zero: round-off, and at least ``ZERO_RTOL * lmax``, so that
+    kappa stays a number one can compare (those between the two are ``below_floor``)."""
+    return max(_roundoff(lmax, dim, source_dtype), ZERO_RTOL * lmax)
 
 
 def _stats(
@@ -86,6 +101,7 @@ def _stats(
         return SpectrumStats(block, wrt, method, size, nan, nan, nan, nan, 0, [nan] * (len(HIST_EDGES) - 1))
     lmax = float(eigs.max(initial=0.0))
     nonzero = eigs > _zero_tol(lmax, dim, dtype)
+    below_floor = int((~nonzero & (eigs > _roundoff(lmax, dim, dtype))).sum()) if method == "exact" else 0
     lmin = float(eigs[nonzero].min()) if nonzero.any() else float("nan")
     logs = np.clip(np.log10(eigs[nonzero]), HIST_EDGES[0], HIST_EDGES[-1])
     counts, _ = np.histogram(logs, bins=HIST_EDGES, weights=weights[nonzero] * size)
@@ -100,6 +116,7 @@ def _stats(
         trace=float((eigs * weights).sum() * size),
         rank=int(round(float(weights[nonzero].sum() * size))),
         hist_counts=counts.tolist(),
+        below_floor=below_floor,
     )
 
 
@@ -146,7 +163,7 @@ class LocalHessianReport:
         its own name, so a ``cond/`` number is always exact."""
         values = {}
         for s in self.stats:
-            values[cond_name(s.wrt, s.block, bound=s.estimated)] = s.condition_number
+            values[cond_name(s.wrt, s.block, bound=s.kappa_is_bound)] = s.condition_number
             values[lambda_max_name(s.wrt, s.block, bound=s.estimated)] = s.lambda_max
         return values
 

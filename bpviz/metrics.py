@@ -77,8 +77,9 @@ GLOSSARY: dict[str, Metric] = {
         ),
         Metric(
             "cond_lower_bound/{wrt}/{block}",
-            "a certified lower bound on cond/{wrt}/{block}, recorded instead of it "
-            "where the exact spectrum is too large to compute live",
+            "a lower bound on cond/{wrt}/{block}, recorded instead of it where the exact spectrum is "
+            "too large to compute live (certified, from Lanczos) or goes on below the zero floor of "
+            "1e-9 lambda_max (lambda_max over the smallest eigenvalue above the floor)",
             _NO_UNIT,
         ),
         Metric(

@@ -89,11 +89,50 @@ def test_the_page_says_which_samples_the_local_hessians_use_and_marks_bounds(app
     kappa = trace(b, "κ input · block 1")
     assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
     assert trace(b, "κ weight · block 1").marker.symbol is None  # the weight Hessians stay exact
-    assert "△ κ ≥: lower bounds (blocks 0, 1" in b.hessian_note.value
+    assert "△ κ ≥: lower bounds (input κ of blocks 0, 1: the exact spectrum is too large" in b.hessian_note.value
     assert "cond_lower_bound/input/1" in b.session.snapshot()["history"]
     assert "cond/input/1" not in b.session.snapshot()["history"]
     assert wait_for(lambda: "estimate" in trace(b, "spectrum input · block 1").hovertemplate)
     b.stop_btn.click()
+
+
+def test_a_kappa_the_zero_floor_cut_is_drawn_as_a_bound_with_its_reason(app):
+    """spirals-relu's weight spectra go on below the report's zero floor from the first report
+    (blocks 1 and 2): recorded as cond_lower_bound/, drawn as open triangles, and the note says why."""
+    a = app()
+    a.preset.value = "spirals-relu"
+    assert wait_for(lambda: a.session.cfg.name == "spirals-relu" and not a.start_btn.disabled, timeout=30)
+    a.start_btn.click()
+    assert wait_for(lambda: "cond_lower_bound/weight/1" in a.session.snapshot()["history"], timeout=60)
+    assert wait_for(lambda: len(trace(a, "κ weight · block 1").y) > 0)
+    kappa = trace(a, "κ weight · block 1")
+    assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
+    assert wait_for(lambda: "weight κ of block" in a.hessian_note.value)
+    assert "the spectrum goes on below 1e-9 λmax, where the report counts eigenvalues as zero" in a.hessian_note.value
+    a.stop_btn.click()
+
+
+def test_a_kappa_that_is_exact_at_one_report_and_a_bound_at_the_next_draws_both():
+    from bpviz.widgets.figure import Figure
+    from bpviz.widgets.overlays import Overlays
+
+    from bpviz.session import TrainingSession
+
+    figure = Figure()
+    figure.new_run(TrainingSession(RunConfig(depth=2, width=4, dataset="xor")), Overlays())  # never started
+    history = {
+        "cond/weight/0": {"step": [0, 20, 40], "value": [5.0, 6.0, 7.0]},
+        "cond/weight/1": {"step": [0, 40], "value": [10.0, 30.0]},
+        "cond_lower_bound/weight/1": {"step": [20], "value": [2e8]},
+    }
+    stats = [{"block": 1, "wrt": "weight", "method": "exact", "below_floor": 3}]
+    figure.draw({"step": 40, "history": history}, {"step": 40, "hist_edges": [0.0, 1.0], "stats": stats})
+    kappa = next(t for t in figure.data if t.name == "κ weight · block 1")
+    assert list(kappa.x) == [0, 20, 40] and list(kappa.y) == pytest.approx([10.0, 2e8, 30.0])
+    assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
+    exact = next(t for t in figure.data if t.name == "κ weight · block 0")
+    assert list(exact.y) == pytest.approx([5.0, 6.0, 7.0]) and exact.marker.symbol is None
+    assert "△ κ ≥: lower bounds (weight κ of block 1: the spectrum goes on below 1e-9 λmax" in figure.note.value
 
 
 def test_step_size_changes_take_effect_while_running(app):

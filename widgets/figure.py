@@ -2,8 +2,9 @@
 
 Where the panels sit is ``grid.py``'s. Traces are named ``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> ·
 batch loss"``; the browser tests read the page's traces by these names. A κ the local-Hessian report
-could only bound is drawn as open triangles with "κ ≥" in its hover, and the note above the figure
-says which blocks. Marks on the loss panel: where the step size changed, where the run diverged.
+could only bound (at any of its reports) is drawn as open triangles with "κ ≥" in its hover, and the
+note above the figure says which blocks and why. Marks on the loss panel: where the step size changed,
+where the run diverged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+
+from bpviz.hessian_report import ZERO_RTOL
 
 from .boundary_trace import boundary_traces, update_boundary
 from .grid import ALL, BOTTOM, BOTTOM_UNTITLED, columns, panel_height, panels_for, x_extent, x_titled
@@ -28,6 +31,13 @@ if TYPE_CHECKING:
     from .overlays import Overlays
 
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
+_FLOOR = f"{ZERO_RTOL:.0e}".replace("e-0", "e-")  # "1e-9"
+#: why a report's κ is only a lower bound, as the note above the figure says it
+WHY_BOUND = {
+    "lanczos": "the exact spectrum is too large to refresh live; Krylov bounds, certified, and their spectra "
+    "are estimates",
+    "floor": f"the spectrum goes on below {_FLOOR} λmax, where the report counts eigenvalues as zero",
+}
 FULL_RATE = ("loss",)  # the panels sent at every draw; the others at most every SLOW_PERIOD seconds
 SLOW_PERIOD = 0.5
 
@@ -60,6 +70,7 @@ class Figure:
         self._overlay_of: dict[str, str] = {}  # trace name -> overlay label
         self._pushed: dict[str, object] = {}  # what each trace last got, so unchanged ones are not sent
         self._bounded: set[str] = set()
+        self._why: dict[str, str] = {}  # bound series -> a WHY_BOUND key, from the reports
         self._marks: dict[str, list] = {"lr": [], "diverged": []}  # shapes and labels on the loss panel
         self._x_end = 0.0
         self._drawn_at: dict[str, float] = {}  # panel -> when it was last sent something
@@ -76,7 +87,7 @@ class Figure:
     def new_run(self, session: TrainingSession, overlays: Overlays) -> None:
         """Traces for a new run (and the overlays), and the note on its local Hessians."""
         self._session = session
-        self._bounded = set()
+        self._bounded, self._why = set(), {}
         self._marks = {"lr": [], "diverged": []}
         self.rebuild(overlays)
         self._describe()
@@ -230,6 +241,7 @@ class Figure:
         update is a redraw in the page, and the page's time is what bounds the rate the loss curve
         streams at). False if nothing was sent."""
         history = snapshot["history"]
+        self._note_why(report)
         x_end = x_extent(int(snapshot["step"]), self._session.cfg.steps)
         x_range, self._x_end = x_end != self._x_end, x_end
         sent = self._mark_lr_changes(history)
@@ -255,12 +267,14 @@ class Figure:
         updates, bounded = {}, False
         for trace in widget.data:
             key = self._keys.get(trace.name)
-            if key is not None and key not in history and key.startswith("cond/"):
-                key, new = self._mark_bound(trace, key, history)
-                bounded = bounded or new
-            if key is None or key not in history:
+            if key is None:
                 continue
-            series = history[key]
+            series = history.get(key)
+            if key.startswith("cond/"):
+                series, new = self._with_bounds(trace, key, history)
+                bounded = bounded or new
+            if series is None:
+                continue
             last = series["step"][-1] if series["step"] else -1
             if self._pushed.get(trace.name) == (last, len(series["step"])):
                 continue
@@ -316,13 +330,19 @@ class Figure:
                     )
         return once
 
-    def _mark_bound(self, trace, key: str, history: dict) -> tuple[str | None, bool]:
-        """A κ the report could only bound is recorded as ``cond_lower_bound/...``: its trace then
-        says "κ ≥" in the hover and shows open triangles, and the note above the figure says why.
-        The bound's series, and whether the trace was marked just now."""
+    def _with_bounds(self, trace, key: str, history: dict) -> tuple[dict | None, bool]:
+        """A κ the report could only bound is recorded as ``cond_lower_bound/...``, and a block's κ can
+        be exact at one report and a bound at the next (the zero floor): its trace then draws both,
+        says "κ ≥" in the hover and shows open triangles (an exact value is a bound too), and the note
+        above the figure says why. The series to draw, and whether the trace was marked just now."""
         bound = key.replace("cond/", "cond_lower_bound/", 1)
         if bound not in history:
-            return None, False
+            return history.get(key), False
+        exact = history.get(key, {"step": [], "value": []})
+        steps = list(exact["step"]) + list(history[bound]["step"])
+        values = list(exact["value"]) + list(history[bound]["value"])
+        order = np.argsort(steps, kind="stable")
+        series = {"step": [steps[i] for i in order], "value": [values[i] for i in order]}
         new = bound not in self._bounded
         if new:
             self._bounded.add(bound)
@@ -331,7 +351,14 @@ class Figure:
                 f"{html.escape(trace.name)} (lower bound)<br>step %{{x}}<br>κ ≥ %{{y:.4g}}<extra>current run</extra>"
             )
             self._describe()
-        return bound, new
+        return series, new
+
+    def _note_why(self, report: dict | None) -> None:
+        """Why each of a report's bounds is one (for the note above the figure)."""
+        for s in report["stats"] if report else ():
+            why = "lanczos" if s["method"] != "exact" else "floor" if s.get("below_floor") else None
+            if why:
+                self._why.setdefault(f"cond_lower_bound/{s['wrt']}/{s['block']}", why)
 
     def _new_spectra(self, report: dict | None) -> dict:
         """The input-Hessian spectra of a report not drawn yet: {trace: (centres, counts, estimated)}."""
@@ -354,11 +381,15 @@ class Figure:
         same = "the training batch size" if n == batch else f"training batches have {batch}"
         text = f"Local Hessians on the first {n} training samples{bn}; {same}."
         if self._bounded:
-            blocks = sorted({int(k.rsplit("/", 1)[1]) for k in self._bounded})
-            text += (
-                f" △ κ ≥: lower bounds (blocks {', '.join(map(str, blocks))}: the exact spectrum is too "
-                "large to refresh live; Krylov bounds, certified) and their spectra are estimates."
-            )
+            groups: dict[tuple[str, str], list[int]] = {}
+            for key in sorted(self._bounded, key=lambda k: int(k.rsplit("/", 1)[1])):
+                _, wrt, block = key.split("/")
+                groups.setdefault((self._why.get(key, "floor"), wrt), []).append(int(block))
+            parts = [
+                f"{wrt} κ of block{'s' if len(blocks) > 1 else ''} {', '.join(map(str, blocks))}: {WHY_BOUND[why]}"
+                for (why, wrt), blocks in sorted(groups.items(), key=lambda g: (g[0][0] != "lanczos", g[0][1]))
+            ]
+            text += f" △ κ ≥: lower bounds ({'; '.join(parts)})."
         else:
             text += " Every κ shown is exact."
         self.note.value = f'<span style="color:#555;font-size:12px">{html.escape(text)}</span>'

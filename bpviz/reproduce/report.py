@@ -26,7 +26,7 @@ TINY_NOTE = "synthetic data in the real file formats; it shows the pipeline work
 
 def largest_kappa(record: dict) -> tuple[float | None, bool]:
     """The largest input-Hessian κ over the blocks in a report record, and whether any block's is only
-    a certified lower bound (then the largest is a lower bound as well)."""
+    a lower bound (then the largest is a lower bound as well)."""
     values = {k: v for k, v in record.items() if k.startswith(("cond/input/", "cond_lower_bound/input/"))}
     finite = [v for v in values.values() if isinstance(v, float) and math.isfinite(v)]
     return (max(finite) if finite else None), any(k.startswith("cond_lower_bound/") for k in values)
@@ -146,9 +146,7 @@ def charts(result: dict) -> list[Chart]:
             ),
         ]
     kappa, bound = _kappa_series(runs)
-    title = "largest input-Hessian κ over the blocks" + (
-        " (≥: some blocks' κ are Lanczos lower bounds)" if bound else ""
-    )
+    title = "largest input-Hessian κ over the blocks" + (" (≥: some blocks' κ are lower bounds)" if bound else "")
     return [*figures, Chart("kappa", title, "step", "κ", kappa, logy=True)]
 
 

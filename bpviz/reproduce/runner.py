@@ -6,7 +6,7 @@ steps, so a run that is stopped, or whose worker dies, goes on from its last che
 Records: the mean batch loss over each evaluation interval, the loss and accuracy on the whole test
 set every ``eval_every`` steps (and on the whole training set at the end), and every block's
 local-Hessian numbers every ``report_every`` steps under their glossary names (``bpviz.metrics``: a
-``cond_lower_bound/`` is a certified bound from Lanczos, never shown as exact).
+``cond_lower_bound/`` is a lower bound, from Lanczos or cut by the zero floor, never shown as exact).
 """
 
 from __future__ import annotations

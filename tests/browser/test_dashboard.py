@@ -155,7 +155,7 @@ def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server
     name = "κ input · block 1"
     wait_points(page, name, n=1, timeout_ms=60_000)
     clock("condition numbers")
-    expect(note).to_contain_text("△ κ ≥: lower bounds (blocks 0, 1", timeout=15_000)
+    expect(note).to_contain_text("△ κ ≥: lower bounds (input κ of blocks 0, 1: the exact spectrum", timeout=15_000)
     marker = page.evaluate(
         """(name) => { const t = %s.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }"""
         % ALL_TRACES,
@@ -163,6 +163,26 @@ def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server
     )
     assert marker[0] == "triangle-up-open" and "κ ≥" in marker[1], marker
     screenshot(page, "07-bn-cnn-kappa-lower-bounds")
+
+
+def test_a_kappa_cut_by_the_zero_floor_says_so_in_the_page(page, voila_server):
+    """The spirals ReLU MLP's weight spectra go on below the report's zero floor from the first
+    report: the page draws those κ as open triangles with "κ ≥" and the note says why."""
+    query = "&dataset=spirals&depth=3&width=64&activation=relu&init=kaiming&lr=0.15&n_train=1000&n_test=500"
+    open_app(page, voila_server.url + "?" + LONG + query)
+    start(page)
+    name = "κ weight · block 1"
+    wait_points(page, name, n=1, timeout_ms=60_000)
+    note = page.locator(".bpviz-hessian-note")
+    expect(note).to_contain_text("weight κ of block", timeout=15_000)
+    expect(note).to_contain_text("the spectrum goes on below 1e-9 λmax")
+    marker = page.evaluate(
+        """(name) => { const t = %s.find(t => t.name === name); return [t.marker.symbol, t.hovertemplate]; }"""
+        % ALL_TRACES,
+        name,
+    )
+    assert marker[0] == "triangle-up-open" and "κ ≥" in marker[1], marker
+    screenshot(page, "07b-kappa-cut-by-the-zero-floor")
 
 
 def test_a_teachers_link_hides_the_controls_it_names(page, voila_server):
