@@ -143,3 +143,16 @@ def test_a_channel_constant_on_the_batch_keeps_bns_eps():
     assert torch.isfinite(eps_free).all()
     assert torch.equal(eps_free[0], with_eps[0])
     assert not torch.equal(eps_free[1:], with_eps[1:])
+
+
+def test_without_eps_only_channels_that_bn_normalises_lose_it():
+    """A channel whose variance is under BN's eps (here ~1e-7, as round-off leaves a constant one) is
+    not scale-invariant, so the eps-free BN keeps eps there; the others lose it."""
+    model, _ = _net("mlp", shrink=1.0)
+    g = torch.randn(8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    g[:, 0] = 1.0 + 3e-4 * g[:, 0]
+    var = g.var(0, unbiased=False)
+    assert var[0] < 1e-5 < var[1:].min()
+    _, std = model.blocks[1].normalize(g, 0.0)
+    assert torch.allclose(std[0, 0], (var[0] + 1e-5).sqrt(), rtol=1e-12)
+    assert torch.allclose(std[0, 1:], var[1:].sqrt(), rtol=1e-12)
