@@ -93,6 +93,13 @@ def _zero_tol(lmax: float, dim: int, source_dtype: torch.dtype) -> float:
     return max(_roundoff(lmax, dim, source_dtype), ZERO_RTOL * lmax)
 
 
+def below_floor(eigs: np.ndarray, dim: int, source_dtype: torch.dtype) -> int:
+    """How many eigenvalues lie between round-off and the zero floor: counted as zeros, though the
+    spectrum goes on there (kappa is then a lower bound)."""
+    lmax = float(eigs.max(initial=0.0))
+    return int(((eigs > _roundoff(lmax, dim, source_dtype)) & (eigs <= _zero_tol(lmax, dim, source_dtype))).sum())
+
+
 def _stats(
     block: int, wrt: str, method: str, size: int, eigs: np.ndarray, weights: np.ndarray, dim: int, dtype: torch.dtype
 ) -> SpectrumStats:
@@ -101,7 +108,6 @@ def _stats(
         return SpectrumStats(block, wrt, method, size, nan, nan, nan, nan, 0, [nan] * (len(HIST_EDGES) - 1))
     lmax = float(eigs.max(initial=0.0))
     nonzero = eigs > _zero_tol(lmax, dim, dtype)
-    below_floor = int((~nonzero & (eigs > _roundoff(lmax, dim, dtype))).sum()) if method == "exact" else 0
     lmin = float(eigs[nonzero].min()) if nonzero.any() else float("nan")
     logs = np.clip(np.log10(eigs[nonzero]), HIST_EDGES[0], HIST_EDGES[-1])
     counts, _ = np.histogram(logs, bins=HIST_EDGES, weights=weights[nonzero] * size)
@@ -116,7 +122,7 @@ def _stats(
         trace=float((eigs * weights).sum() * size),
         rank=int(round(float(weights[nonzero].sum() * size))),
         hist_counts=counts.tolist(),
-        below_floor=below_floor,
+        below_floor=below_floor(eigs, dim, dtype) if method == "exact" else 0,
     )
 
 

@@ -21,7 +21,7 @@ from . import loop
 from .backmatching import back_matching_step, back_matching_targets
 from .config import RunConfig
 from .data import DataError, Dataset, load_dataset
-from .hessian_report import REPORT_BN_EPS, ZERO_RTOL, local_hessian_report
+from .hessian_report import REPORT_BN_EPS, ZERO_RTOL, below_floor, local_hessian_report
 from .local_hessian import local_hessian_spectrum
 from .models import ACTIVATIONS, BlockNet, build_model, network_loss
 from .train import Trainer
@@ -145,9 +145,9 @@ def condition_number(eigs: np.ndarray | torch.Tensor) -> float:
 
 def spectrum_rows(model: BlockNet, x: torch.Tensor, wrt: str, **extra) -> list[dict]:
     """Exact spectrum summary of every block's ``wrt`` local Hessian on the batch ``x`` (BN as the report
-    takes it)."""
+    takes it); ``<floor`` counts the eigenvalues the zero floor cut (where not 0, kappa is a lower bound)."""
     rows = []
-    for b in range(len(model.blocks)):
+    for b, z in enumerate(model.block_inputs(x)[: len(model.blocks)]):
         e = local_hessian_spectrum(model, x, b, wrt=wrt, bn_eps=REPORT_BN_EPS).cpu().numpy()
         lmax = float(e.max())
         nonzero = e[e > ZERO_RTOL * lmax]
@@ -159,6 +159,7 @@ def spectrum_rows(model: BlockNet, x: torch.Tensor, wrt: str, **extra) -> list[d
                 "lambda_max": lmax,
                 "kappa": condition_number(e),
                 "mean lambda": float(e.mean()),
+                "<floor": below_floor(e, z.shape[0] if wrt == "weight" else z[0].numel(), z.dtype),
             }
         )
     return rows

@@ -102,6 +102,8 @@ def test_02_batch_norm_removes_the_mean_spike():
     # 2026-12-02: lambda_max 7.6-11.5x lower when centred, kappa 5.6-21.5x higher, spike share -0.15..-0.29)
     assert r["centring_lambda_max_drop_min"] > 3
     assert r["centring_kappa_rise_min"] > 1 and r["spike_share_of_kappa_drop_max"] < 0
+    # the prose names the two rows whose weight spectra go on below the zero floor (measured 2026-12-04)
+    assert r["weight_rows_cut_by_the_floor"] == 2
 
 
 def test_02_small_residual_branches_cluster_eigenvalues_near_one():
