@@ -37,6 +37,7 @@ WHY_BOUND = {
     "lanczos": "the exact spectrum is too large to refresh live; Krylov bounds, certified, and their spectra "
     "are estimates",
     "floor": f"the spectrum goes on below {_FLOOR} λmax, where the report counts eigenvalues as zero",
+    "": "the report could not give the exact value",  # no report seen says why
 }
 FULL_RATE = ("loss",)  # the panels sent at every draw; the others at most every SLOW_PERIOD seconds
 SLOW_PERIOD = 0.5
@@ -384,7 +385,7 @@ class Figure:
             groups: dict[tuple[str, str], list[int]] = {}
             for key in sorted(self._bounded, key=lambda k: int(k.rsplit("/", 1)[1])):
                 _, wrt, block = key.split("/")
-                groups.setdefault((self._why.get(key, "floor"), wrt), []).append(int(block))
+                groups.setdefault((self._why.get(key, ""), wrt), []).append(int(block))
             parts = [
                 f"{wrt} κ of block{'s' if len(blocks) > 1 else ''} {', '.join(map(str, blocks))}: {WHY_BOUND[why]}"
                 for (why, wrt), blocks in sorted(groups.items(), key=lambda g: (g[0][0] != "lanczos", g[0][1]))
