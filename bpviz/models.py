@@ -83,14 +83,14 @@ class Block(nn.Module):
     def normalize(self, g: torch.Tensor, eps: float = BN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
         """BatchNorm with batch statistics: returns (normalised pre-activation y_hat, std s).
 
-        ``eps=0`` is BN as the paper analyses it (the local-Hessian report's, see
-        ``bpviz.hessian_report.REPORT_BN_EPS``) for the channels whose variance passes ``BN_EPS``; one
-        that does not (constant on the batch, up to round-off) is not normalised by BN, so it has no
-        such limit and keeps ``BN_EPS``."""
+        ``eps`` replaces ``BN_EPS`` in the channels whose variance passes ``BN_EPS``: 0 is BN as the paper
+        analyses it (the local-Hessian report's, ``bpviz.hessian_report.REPORT_BN_EPS``). A channel
+        under it (constant on the batch, up to round-off) is not normalised by BN, has no eps -> 0
+        limit and keeps ``BN_EPS``."""
         dims = self.bn_dims()
         mean = g.mean(dim=dims, keepdim=True)
         var = ((g - mean) ** 2).mean(dim=dims, keepdim=True)
-        std = torch.sqrt(var + eps) if eps > 0 else torch.where(var > BN_EPS, var, var + BN_EPS).sqrt()
+        std = torch.where(var > BN_EPS, var + eps, var + BN_EPS).sqrt()
         return (g - mean) / std, std
 
     def pre_activation(

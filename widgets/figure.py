@@ -388,7 +388,9 @@ class Figure:
                 groups.setdefault((self._why.get(key, ""), wrt), []).append(int(block))
             parts = [
                 f"{wrt} κ of block{'s' if len(blocks) > 1 else ''} {', '.join(map(str, blocks))}: {WHY_BOUND[why]}"
-                for (why, wrt), blocks in sorted(groups.items(), key=lambda g: (g[0][0] != "lanczos", g[0][1]))
+                for (why, wrt), blocks in sorted(
+                    groups.items(), key=lambda g: (list(WHY_BOUND).index(g[0][0]), g[0][1])
+                )
             ]
             text += f" △ κ ≥: lower bounds ({'; '.join(parts)})."
         else:
