@@ -87,7 +87,8 @@ def test_the_page_says_which_samples_the_local_hessians_use_and_marks_bounds(app
     b.start_btn.click()
     assert wait_for(lambda: len(trace(b, "κ input · block 1").y) > 0, timeout=60)
     kappa = trace(b, "κ input · block 1")
-    assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
+    assert set(kappa.marker.symbol) == {"triangle-up-open"} and set(kappa.text) == {"κ ≥"}  # never exact
+    assert "%{text}" in kappa.hovertemplate
     assert trace(b, "κ weight · block 1").marker.symbol is None  # the weight Hessians stay exact
     assert "△ κ ≥: lower bounds (input κ of blocks 0, 1: the exact spectrum is too large" in b.hessian_note.value
     assert "cond_lower_bound/input/1" in b.session.snapshot()["history"]
@@ -106,7 +107,7 @@ def test_a_kappa_the_zero_floor_cut_is_drawn_as_a_bound_with_its_reason(app):
     assert wait_for(lambda: "cond_lower_bound/weight/1" in a.session.snapshot()["history"], timeout=60)
     assert wait_for(lambda: len(trace(a, "κ weight · block 1").y) > 0)
     kappa = trace(a, "κ weight · block 1")
-    assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
+    assert "triangle-up-open" in kappa.marker.symbol and "κ ≥" in kappa.text
     assert wait_for(lambda: "weight κ of block" in a.hessian_note.value)
     assert "the spectrum goes on below 1e-9 λmax, where the report counts eigenvalues as zero" in a.hessian_note.value
     a.stop_btn.click()
@@ -129,10 +130,114 @@ def test_a_kappa_that_is_exact_at_one_report_and_a_bound_at_the_next_draws_both(
     figure.draw({"step": 40, "history": history}, {"step": 40, "hist_edges": [0.0, 1.0], "stats": stats})
     kappa = next(t for t in figure.data if t.name == "κ weight · block 1")
     assert list(kappa.x) == [0, 20, 40] and list(kappa.y) == pytest.approx([10.0, 2e8, 30.0])
-    assert kappa.marker.symbol == "triangle-up-open" and "κ ≥" in kappa.hovertemplate
+    # only the bound at step 20 is a triangle and says "κ ≥" in the hover; the exact values say "κ ="
+    assert kappa.marker.symbol == ("circle", "triangle-up-open", "circle")
+    assert kappa.text == ("κ =", "κ ≥", "κ =") and "%{text} %{y:.4g}" in kappa.hovertemplate
     exact = next(t for t in figure.data if t.name == "κ weight · block 0")
     assert list(exact.y) == pytest.approx([5.0, 6.0, 7.0]) and exact.marker.symbol is None
     assert "△ κ ≥: lower bounds (weight κ of block 1: the spectrum goes on below 1e-9 λmax" in figure.note.value
+
+
+def test_a_long_kappa_trace_keeps_its_bounds_marked():
+    """Past MARKERS_BELOW points a trace is drawn as a bare line, but its lower bounds stay triangles."""
+    from bpviz.widgets.figure import MARKERS_BELOW, Figure
+    from bpviz.widgets.overlays import Overlays
+
+    from bpviz.session import TrainingSession
+
+    figure = Figure()
+    figure.new_run(TrainingSession(RunConfig(depth=2, width=4, dataset="xor")), Overlays())
+    steps = list(range(0, 10 * (MARKERS_BELOW + 10), 10))
+    cut = set(steps[5::7])  # the reports whose spectrum went on below the zero floor
+    history = {
+        "cond/weight/0": {"step": steps, "value": [2.0] * len(steps)},
+        "cond/weight/1": {"step": [s for s in steps if s not in cut], "value": [3.0] * (len(steps) - len(cut))},
+        "cond_lower_bound/weight/1": {"step": sorted(cut), "value": [4e8] * len(cut)},
+    }
+    figure.draw({"step": steps[-1], "history": history}, None)
+    kappa = next(t for t in figure.data if t.name == "κ weight · block 1")
+    assert kappa.mode == "lines+markers" and list(kappa.x) == steps
+    triangles = [x for x, s in zip(kappa.x, kappa.marker.symbol) if s == "triangle-up-open"]
+    assert triangles == sorted(cut) and list(kappa.y[np.isin(kappa.x, triangles)]) == pytest.approx([4e8] * len(cut))
+    assert all(size == 0 for size, s in zip(kappa.marker.size, kappa.marker.symbol) if s == "circle")
+    exact = next(t for t in figure.data if t.name == "κ weight · block 0")
+    assert exact.mode == "lines"  # a long exact trace: no markers
+
+
+def test_an_earlier_runs_mean_kappa_is_over_every_block_and_a_bound_where_one_of_them_was():
+    """The grey "κ input · mean" of a kept run: the geometric mean over all blocks at each report,
+    counting a block whose κ was only bounded (Lanczos; the zero floor), and marked a bound there."""
+    from types import SimpleNamespace
+
+    from bpviz.widgets.figure import Figure
+    from bpviz.widgets.overlays import KAPPA_MEAN, Overlays
+
+    from bpviz.session import TrainingSession
+
+    history = {
+        "batch_loss": {"step": [10, 20], "value": [1.0, 0.5]},
+        "cond/input/0": {"step": [0, 10, 20, 30], "value": [4.0, 9.0, 16.0, 25.0]},
+        "cond/input/1": {"step": [0, 20], "value": [1.0, 4.0]},  # a bound at 10 and 30
+        "cond_lower_bound/input/1": {"step": [10, 30], "value": [1e6, 9.0]},
+        "cond_lower_bound/input/2": {"step": [0, 10, 20, 30], "value": [16.0, 1.0, 1.0, 1.0]},  # always a bound
+    }
+    overlays = Overlays()
+    overlays.new_run(RunConfig(depth=3, width=4))
+    overlays.keep(
+        SimpleNamespace(
+            step=30, cfg=RunConfig(depth=3, width=4), report=None, history=SimpleNamespace(snapshot=lambda: history)
+        )
+    )
+    [kept] = overlays.items
+    x, y = kept.series[KAPPA_MEAN]
+    cube_root = [(4 * 1 * 16) ** (1 / 3), (9 * 1e6 * 1) ** (1 / 3), (16 * 4 * 1) ** (1 / 3), (25 * 9 * 1) ** (1 / 3)]
+    assert list(x) == [0, 10, 20, 30] and list(y) == pytest.approx(cube_root, rel=1e-6)
+    assert list(kept.bounds[KAPPA_MEAN]) == [True, True, True, True]  # block 2 was only ever bounded
+    del history["cond_lower_bound/input/2"]
+    overlays.new_run(RunConfig(depth=2, width=4))
+    overlays.keep(
+        SimpleNamespace(
+            step=30, cfg=RunConfig(depth=2, width=4), report=None, history=SimpleNamespace(snapshot=lambda: history)
+        )
+    )
+    x, y = overlays.items[1].series[KAPPA_MEAN]
+    assert list(y) == pytest.approx([2.0, 3e3, 8.0, 15.0], rel=1e-6)
+    assert list(overlays.items[1].bounds[KAPPA_MEAN]) == [False, True, False, True]
+    figure = Figure()
+    figure.new_run(TrainingSession(RunConfig(depth=2, width=4, dataset="xor")), overlays)
+    mean = next(t for t in figure.data if t.name == f"{overlays.items[1].label} · {KAPPA_MEAN}")
+    assert mean.marker.symbol == ("circle", "triangle-up-open", "circle", "triangle-up-open")
+    assert mean.text == ("κ =", "κ ≥", "κ =", "κ ≥") and "%{text}" in mean.hovertemplate
+
+
+def test_spectrum_hovers_read_log10_lambda_and_an_estimate_says_so():
+    from types import SimpleNamespace
+
+    from bpviz.widgets.figure import Figure
+    from bpviz.widgets.overlays import Overlays
+
+    from bpviz.session import TrainingSession
+
+    stats = [
+        {"block": 0, "wrt": "input", "method": "exact", "hist_counts": [1.0, 2.0]},
+        {"block": 1, "wrt": "input", "method": "lanczos", "hist_counts": [0.5, 3.0]},
+    ]
+    report = {"step": 5, "hist_edges": [-1.0, 0.0, 1.0], "stats": stats}
+    overlays = Overlays()
+    overlays.new_run(RunConfig(depth=2, width=4))
+    history = {"batch_loss": {"step": [5], "value": [1.0]}}
+    overlays.keep(
+        SimpleNamespace(
+            step=5, cfg=RunConfig(depth=2, width=4), report=report, history=SimpleNamespace(snapshot=lambda: history)
+        )
+    )
+    figure = Figure()
+    figure.new_run(TrainingSession(RunConfig(depth=2, width=4, dataset="xor")), overlays)
+    kept = next(t for t in figure.data if t.name.endswith("· spectrum input · all blocks"))
+    assert list(kept.x) == [-0.5, 0.5] and list(kept.y) == [1.5, 5.0]
+    assert "log10 λ %{x:.2f}" in kept.hovertemplate and "estimate" in kept.hovertemplate
+    current = next(t for t in figure.data if t.name == "spectrum input · block 0")
+    assert "log10 λ" in current.hovertemplate and "step" not in current.hovertemplate
 
 
 def test_step_size_changes_take_effect_while_running(app):

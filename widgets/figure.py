@@ -2,9 +2,10 @@
 
 Where the panels sit is ``grid.py``'s. Traces are named ``"batch loss"``, ``"κ input · block 3"``, ``"<overlay label> ·
 batch loss"``; the browser tests read the page's traces by these names. A κ the local-Hessian report
-could only bound (at any of its reports) is drawn as open triangles with "κ ≥" in its hover, and the
-note above the figure says which blocks and why. Marks on the loss panel: where the step size changed,
-where the run diverged.
+could only bound is drawn, at the reports where it was one, as an open triangle with "κ ≥" in its
+hover (at any length of the trace), and the note above the figure says which blocks and why; so is
+an earlier run's mean κ where one of its blocks' was a bound. Marks on the loss panel: where the
+step size changed, where the run diverged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import plotly.graph_objects as go
 from bpviz.hessian_report import ZERO_RTOL
 
 from .boundary_trace import boundary_traces, update_boundary
+from .bounds import bound_marks, hover_bounds, merge_bounds
 from .grid import ALL, BOTTOM, BOTTOM_UNTITLED, columns, panel_height, panels_for, x_extent, x_titled
 from .overlays import OVERLAY_DASHES, key_html
 from .panel_widget import LockedFigureWidget, downsample, keep_state, panel_widget, shown_blocks
@@ -45,6 +47,13 @@ SLOW_PERIOD = 0.5
 
 def _hover(name: str, extra: str) -> str:
     return f"{html.escape(name)}<br>step %{{x}}<br>%{{y:.4g}}<extra>{html.escape(extra)}</extra>"
+
+
+def _hover_spectrum(name: str, extra: str, estimated: bool) -> str:
+    """A histogram's hover: its x is log10 λ, not a step."""
+    how = " (estimate: stochastic Lanczos quadrature)" if estimated else ""
+    count = "≈ %{y:.3g}" if estimated else "%{y:.3g}"
+    return f"{html.escape(name)}{how}<br>log10 λ %{{x:.2f}}<br>{count} eigenvalues<extra>{html.escape(extra)}</extra>"
 
 
 class Figure:
@@ -151,23 +160,32 @@ class Figure:
         for i, b in enumerate(blocks):
             for s in p.per_block:
                 name = f"{s.name} · block {b}"
+                line = self._line(name, dict(color=PALETTE[i % len(PALETTE)], dash=s.dash), False)
                 if s.key is None:
                     self._spectra[b] = name
+                    line.hovertemplate = _hover_spectrum(name, "current run", estimated=False)
                 else:
                     self._keys[name] = s.key.format(block=b)
-                traces.append(self._line(name, dict(color=PALETTE[i % len(PALETTE)], dash=s.dash), False))
+                traces.append(line)
         for j, ov in enumerate(overlays.items):
             for key in p.overlays:
                 name = f"{ov.label} · {key}"
                 self._overlay_of[name] = ov.label
-                x, y = ov.spectrum if key.startswith("spectrum") and ov.spectrum else ov.series.get(key, (empty,) * 2)
                 line = dict(color="#888", dash=OVERLAY_DASHES[j % len(OVERLAY_DASHES)], width=1.3)
                 visible = True if ov.label in overlays.shown else "legendonly"
-                traces.append(
-                    go.Scatter(x=x, y=y, name=name, mode="lines", line=line, visible=visible, showlegend=False).update(
-                        hovertemplate=_hover(name, ov.label)
-                    )
-                )
+                trace = go.Scatter(name=name, mode="lines", line=line, visible=visible, showlegend=False)
+                if key.startswith("spectrum"):
+                    x, y = ov.spectrum or (empty, empty)
+                    trace.update(hovertemplate=_hover_spectrum(name, ov.label, ov.spectrum_estimated))
+                else:
+                    x, y = ov.series.get(key, (empty, empty))
+                    bound = ov.bounds.get(key)
+                    if bound is not None and bound.any():
+                        trace.update(mode="lines+markers", hovertemplate=hover_bounds(name, ov.label))
+                        trace.update(bound_marks(bound, 0))
+                    else:
+                        trace.update(hovertemplate=_hover(name, ov.label))
+                traces.append(trace.update(x=x, y=y))
         return traces
 
     @staticmethod
@@ -281,7 +299,10 @@ class Figure:
                 continue
             x, y = downsample(series["step"], series["value"])
             # markers while a trace is short: a run that diverged after a few steps stays visible
-            updates[trace.name] = x, y, "lines+markers" if len(x) <= MARKERS_BELOW else "lines"
+            short, marks = len(x) <= MARKERS_BELOW, None
+            if "bound" in series:
+                marks = bound_marks(downsample(series["step"], series["bound"])[1] > 0.5, 5 if short else 0)
+            updates[trace.name] = x, y, "lines+markers" if short or marks else "lines", marks
             self._pushed[trace.name] = (last, len(series["step"]))
         return updates, bounded
 
@@ -317,7 +338,9 @@ class Figure:
             widget.layout.yaxis.update(autorange=True, range=None)  # None: the next run sets its range anew
         for trace in widget.data:
             if trace.name in updates:
-                trace.x, trace.y, mode = updates[trace.name]
+                trace.x, trace.y, mode, marks = updates[trace.name]
+                if marks:
+                    trace.update(marks)
                 if trace.mode != mode:
                     trace.mode, once = mode, True
             elif trace.name in spectra:
@@ -325,32 +348,23 @@ class Figure:
                 if estimated and trace.line.dash != "dashdot":
                     once = True
                     trace.line.dash = "dashdot"
-                    trace.hovertemplate = (
-                        f"{html.escape(trace.name)} (estimate: stochastic Lanczos quadrature)"
-                        "<br>log10 λ %{x:.2f}<br>≈ %{y:.3g} eigenvalues<extra></extra>"
-                    )
+                    trace.hovertemplate = _hover_spectrum(trace.name, "current run", estimated=True)
         return once
 
     def _with_bounds(self, trace, key: str, history: dict) -> tuple[dict | None, bool]:
         """A κ the report could only bound is recorded as ``cond_lower_bound/...``, and a block's κ can
         be exact at one report and a bound at the next (the zero floor): its trace then draws both,
-        says "κ ≥" in the hover and shows open triangles (an exact value is a bound too), and the note
-        above the figure says why. The series to draw, and whether the trace was marked just now."""
+        the bounds as open triangles with "κ ≥" in the hover (``bound_marks``), and the note above the
+        figure says why. The series to draw (with ``bound`` per point), and whether the trace was
+        marked just now."""
         bound = key.replace("cond/", "cond_lower_bound/", 1)
         if bound not in history:
             return history.get(key), False
-        exact = history.get(key, {"step": [], "value": []})
-        steps = list(exact["step"]) + list(history[bound]["step"])
-        values = list(exact["value"]) + list(history[bound]["value"])
-        order = np.argsort(steps, kind="stable")
-        series = {"step": [steps[i] for i in order], "value": [values[i] for i in order]}
+        series = merge_bounds(history.get(key), history[bound])
         new = bound not in self._bounded
         if new:
             self._bounded.add(bound)
-            trace.marker.symbol = "triangle-up-open"
-            trace.hovertemplate = (
-                f"{html.escape(trace.name)} (lower bound)<br>step %{{x}}<br>κ ≥ %{{y:.4g}}<extra>current run</extra>"
-            )
+            trace.hovertemplate = hover_bounds(trace.name, "current run")
             self._describe()
         return series, new
 

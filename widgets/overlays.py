@@ -22,6 +22,7 @@ import numpy as np
 from bpviz.config import RunConfig
 from bpviz.runs import describe_step_sizes, load_run
 
+from .bounds import merge_bounds
 from .controls import STYLE, tag
 from .panel_widget import downsample
 from .panels import PALETTE
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 MAX_OVERLAYS = 6
 #: an overlay's series and the history series they come from
 KEPT = (("batch loss", "batch_loss"), ("test accuracy", "test_accuracy"))
-KAPPA_MEAN = "κ input · mean"  # the geometric mean over the blocks of the input Hessians' κ
+KAPPA_MEAN = "κ input · mean"  # the geometric mean over the blocks of the input Hessians' κ (kappa_mean)
 #: earlier runs are grey, each with its own dash (the key above the figure shows which is which)
 OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "6px,2px,1px,2px")
 #: the same dashes as SVG dash arrays, for the key's samples
@@ -79,6 +80,9 @@ class Overlay:
     series: dict[str, tuple[np.ndarray, np.ndarray]]
     spectrum: tuple[np.ndarray, np.ndarray] | None = None  # its last report's input-Hessian histogram
     run_id: str = ""
+    #: per point of a series, whether it is only a lower bound (the mean κ, where a block's was one)
+    bounds: dict[str, np.ndarray] = field(default_factory=dict)
+    spectrum_estimated: bool = False  # some block's histogram is a stochastic Lanczos quadrature estimate
     label: str = field(default="", compare=False)
 
     @property
@@ -86,24 +90,48 @@ class Overlay:
         return f"saved {self.run_id}" if self.run_id else f"run {self.number}"
 
 
-def session_series(history: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The series an overlay keeps of a run, from its history snapshot."""
-    series = {key: downsample(history[name]["step"], history[name]["value"]) for key, name in KEPT if name in history}
-    conds = [history[k] for k in history if k.startswith("cond/input/")]
-    if conds:
-        n = min(len(c["value"]) for c in conds)
-        mean = np.exp(np.nanmean(np.log(np.array([c["value"][:n] for c in conds], dtype=np.float64)), axis=0))
-        series[KAPPA_MEAN] = downsample(conds[0]["step"][:n], mean)
-    return series
-
-
-def report_spectrum(report: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """A report's input-Hessian histograms summed over the blocks: (bin centres, counts)."""
-    if report is None:
+def kappa_mean(history: dict) -> dict | None:
+    """The geometric mean over all blocks of the input Hessians' κ, at the reports where every block
+    has one, exact or a lower bound (``cond_lower_bound/``): the mean is then a lower bound too, and
+    ``bound`` says where. NaN where a block's κ is (a diverged run)."""
+    blocks = sorted(
+        {int(k.rsplit("/", 1)[1]) for k in history if k.startswith(("cond/input/", "cond_lower_bound/input/"))}
+    )
+    per_block = []
+    for b in blocks:
+        exact, bound = history.get(f"cond/input/{b}"), history.get(f"cond_lower_bound/input/{b}")
+        merged = merge_bounds(exact, bound) if bound else {**exact, "bound": [False] * len(exact["step"])}
+        per_block.append({s: (v, f) for s, v, f in zip(merged["step"], merged["value"], merged["bound"])})
+    if not per_block:
         return None
+    steps = sorted(set.intersection(*(set(points) for points in per_block)))
+    values = np.array([[points[s][0] for s in steps] for points in per_block], np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.exp(np.log(values).mean(axis=0))
+    bound = np.array([[points[s][1] for s in steps] for points in per_block]).any(axis=0)
+    return {"step": steps, "value": mean.tolist(), "bound": bound.tolist()}
+
+
+def session_series(history: dict) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """The series an overlay keeps of a run, from its history snapshot, and where each is a lower bound."""
+    series = {key: downsample(history[name]["step"], history[name]["value"]) for key, name in KEPT if name in history}
+    bounds = {}
+    mean = kappa_mean(history)
+    if mean and mean["step"]:
+        series[KAPPA_MEAN] = downsample(mean["step"], mean["value"])
+        bounds[KAPPA_MEAN] = downsample(mean["step"], mean["bound"])[1] > 0.5
+    return series, bounds
+
+
+def report_spectrum(report: dict | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
+    """A report's input-Hessian histograms summed over the blocks: (bin centres, counts), and whether
+    the sum is an estimate (some block's histogram is one)."""
+    stats = [s for s in report["stats"] if s["wrt"] == "input"] if report else []
+    if not stats:
+        return None, False
     edges = np.asarray(report["hist_edges"], np.float32)
-    counts = [np.asarray(s["hist_counts"], np.float32) for s in report["stats"] if s["wrt"] == "input"]
-    return ((edges[:-1] + edges[1:]) / 2, np.sum(counts, axis=0)) if counts else None
+    counts = np.sum([np.asarray(s["hist_counts"], np.float32) for s in stats], axis=0)
+    return ((edges[:-1] + edges[1:]) / 2, counts), any(s["method"] != "exact" for s in stats)
 
 
 class Overlays:
@@ -139,8 +167,10 @@ class Overlays:
             return
         history = session.history.snapshot()
         lrs = tuple(history["lr"]["value"]) if "lr" in history else (session.cfg.lr,)
-        series, spectrum = session_series(history), report_spectrum(session.report)
-        self._add(Overlay(self.runs_started, session.cfg, lrs, series, spectrum))
+        (series, bounds), (spectrum, estimated) = session_series(history), report_spectrum(session.report)
+        self._add(
+            Overlay(self.runs_started, session.cfg, lrs, series, spectrum, bounds=bounds, spectrum_estimated=estimated)
+        )
 
     def add_saved(self, runs_dir: Path, run_id: str) -> None:
         """A saved run; ``run_id`` comes from ``list_runs``, never a path from the page."""
