@@ -209,7 +209,8 @@ def mean_spike_share(plain: BlockNet, with_bn: BlockNet, x: torch.Tensor) -> lis
     lambda_max and kappa of the network without BN; of the same block with its input centred and
     everything else (weights, activation slopes) kept, which removes exactly the spike n mean mean^T;
     and of the BN network. ``spike share`` is the fraction of the drop in log10 kappa that the
-    centring gives (negative: centring alone raises kappa)."""
+    centring gives (negative: centring alone raises kappa). ``<floor`` counts, for the three spectra
+    in that order, the eigenvalues the zero floor cut (where not 0, that kappa is a lower bound)."""
     rows = []
     zs = plain.block_inputs(x)
     for b in range(1, len(plain.blocks)):
@@ -220,6 +221,7 @@ def mean_spike_share(plain: BlockNet, with_bn: BlockNet, x: torch.Tensor) -> lis
         e_centred = _weight_hessian_eigenvalues(slope, h - h.mean(0))
         e_bn = local_hessian_spectrum(with_bn, x, b, wrt="weight", bn_eps=REPORT_BN_EPS).numpy()
         k_plain, k_centred, k_bn = map(condition_number, (e_plain, e_centred, e_bn))
+        cut = [below_floor(e, h.shape[0], zs[b].dtype) for e in (e_plain, e_centred, e_bn)]
         drop = math.log10(k_plain / k_bn)
         rows.append(
             {
@@ -231,6 +233,7 @@ def mean_spike_share(plain: BlockNet, with_bn: BlockNet, x: torch.Tensor) -> lis
                 "kappa centred only": k_centred,
                 "kappa BN": k_bn,
                 "spike share": math.log10(k_plain / k_centred) / drop if drop > 0 else math.nan,
+                "<floor": "/".join(map(str, cut)),
             }
         )
     return rows
@@ -252,9 +255,9 @@ def branch_norms(model: BlockNet, x: torch.Tensor) -> list[float]:
 
 def residual_check(model: BlockNet, x: torch.Tensor) -> list[dict]:
     """Per block: epsilon = |J_F|_2 and the input Hessian's extreme eigenvalues against the bound
-    [(1 - eps)^2, (1 + eps)^2] that (I + J_F)^T (I + J_F) must satisfy."""
+    [(1 - eps)^2, (1 + eps)^2] that (I + J_F)^T (I + J_F) must satisfy (``<floor``: as ``spectrum_rows``)."""
     rows = []
-    for b, eps in enumerate(branch_norms(model, x)):
+    for b, (eps, z) in enumerate(zip(branch_norms(model, x), model.block_inputs(x))):
         e = local_hessian_spectrum(model, x, b, wrt="input").cpu().numpy()
         lo, hi = (1 - eps) ** 2, (1 + eps) ** 2
         rows.append(
@@ -267,6 +270,7 @@ def residual_check(model: BlockNet, x: torch.Tensor) -> list[dict]:
                 "bound hi": hi,
                 "kappa": condition_number(e),
                 "inside": bool(lo - 1e-12 <= e.min() and e.max() <= hi + 1e-12),
+                "<floor": below_floor(e, z[0].numel(), z.dtype),
             }
         )
     return rows
