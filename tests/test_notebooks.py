@@ -122,6 +122,7 @@ def test_02_small_residual_branches_cluster_eigenvalues_near_one():
 def test_02_tricks_train_where_the_small_gaussian_init_does_not():
     r = results("02")
     assert r["tricks_train_loss_gaussian"] > 2.0  # stays at chance, ln 10 = 2.30
+    assert r["tricks_rows_with_a_bound"] == 0  # the prose: every kappa of the study is exact
     for trick in ("orthogonal", "bn", "skip"):
         assert r[f"tricks_train_loss_{trick}"] < 1.0, trick
 
