@@ -333,7 +333,7 @@ def train_recording(
 
     def keep(step: int, out) -> None:
         record["step"].append(step)
-        record["batch_loss"].append(out.loss.item())
+        record["batch_loss"].append(out.numbers["batch_loss"])
         for name, value in out.scalars.items():
             record["scalars"].setdefault(name, []).append(float(value))
         for b, block in enumerate(trainer.model.blocks):

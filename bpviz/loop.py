@@ -60,6 +60,11 @@ def divergence(loss: float, algorithm: Algorithm, check_parameters: bool) -> str
     return ""
 
 
+def read_loss(result: StepResult) -> dict[str, float]:
+    """The loop's default read: the batch loss alone."""
+    return {"batch_loss": float(result.loss)}
+
+
 def train_loop(
     trainer: Trainer,
     until: int,
@@ -68,18 +73,24 @@ def train_loop(
     check: Schedule,
     check_parameters: Schedule | None = None,
     before_step: Callable[[], bool] | None = None,
+    read: Callable[[StepResult], dict[str, float]] = read_loss,
 ) -> LoopEnd:
-    """Train until ``trainer.step_count == until``. After each step: on ``check`` steps read the
-    batch loss (one device sync) and apply :func:`divergence` (parameters too on ``check_parameters``
-    steps), then run every due hook in order (on a diverged step only the ``on_divergence`` ones)
-    and stop if it diverged. ``before_step`` runs first each time; False stops the loop."""
+    """Train until ``trainer.step_count == until``. After each step: on ``check`` steps ``read`` the
+    numbers of the step, ``batch_loss`` among them, in one device sync (into ``result.numbers``, for
+    the hooks: a step is read once) and apply :func:`divergence` (parameters too on
+    ``check_parameters`` steps), then run every due hook in order (on a diverged step only the
+    ``on_divergence`` ones) and stop if it diverged. ``before_step`` runs first each time; False
+    stops the loop."""
     check_parameters = check_parameters or check
     while trainer.step_count < until:
         if before_step is not None and not before_step():
             return LoopEnd("stopped", trainer.step_count)
         result = trainer.step()
         step = trainer.step_count
-        reason = divergence(float(result.loss), trainer.algorithm, check_parameters(step)) if check(step) else ""
+        reason = ""
+        if check(step):
+            result.numbers = read(result)
+            reason = divergence(result.numbers["batch_loss"], trainer.algorithm, check_parameters(step))
         for hook in hooks:
             if (hook.on_divergence or not reason) and hook.due(step):
                 hook.run(step, result)

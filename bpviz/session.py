@@ -324,6 +324,7 @@ class TrainingSession:
             ),
         ]
         checks = dict(check=record_due, check_parameters=evaluate_due, before_step=self._between_steps)
+        checks["read"] = lambda result: step_metrics(result, trainer.model.blocks)  # read by the loop, recorded here
         end = train_loop(trainer, cfg.steps, hooks, **checks)
         with self._lock:
             if end.status == "diverged":
@@ -380,8 +381,9 @@ class TrainingSession:
                 self.boundary, self._boundary_new = boundary, True
 
     def _record_step(self, result) -> None:
-        """The batch loss, the algorithm's scalars and the gradient norms, read in one device sync."""
-        self._record(step_metrics(result, self.trainer.model.blocks))
+        """The batch loss, the algorithm's scalars and the gradient norms: the loop read them (one
+        device sync, ``step_metrics``) on this step, which it checks whenever one is recorded."""
+        self._record(result.numbers)
 
     def _hessian(self, probe: torch.Tensor, model: torch.nn.Module | None = None, step: int | None = None) -> float:
         """The local-Hessian report of ``model`` (the one training, by default) as of ``step``."""

@@ -116,7 +116,7 @@ def run(cfg: RunConfig, data: Dataset | None = None, eval_every: int = 50) -> Ru
     hooks = [
         Hook(
             schedule,
-            lambda step, out: result.records.append({"step": step, "batch_loss": out.loss.item()}),
+            lambda step, out: result.records.append({"step": step, "batch_loss": out.numbers["batch_loss"]}),
             on_divergence=True,
         ),
         Hook(schedule, lambda step, out: result.records[-1].update(evaluate())),

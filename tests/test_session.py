@@ -300,3 +300,32 @@ def test_runs_are_written_and_survive_a_killed_process(tmp_path):
     steps = [r["step"] for r in losses]
     assert steps == sorted(steps)
     assert run.status["state"] == "running"  # it never got to close: killed
+
+
+def test_a_recorded_step_is_read_from_the_device_once(monkeypatch):
+    """The loop reads a checked step's numbers (loss, scalars, gradient norms) in one sync and the
+    session records those: the batch loss is converted to a float once per recorded step, not twice."""
+    import torch
+
+    from bpviz.train import Trainer
+
+    reads = []
+
+    class Loss(torch.Tensor):
+        def __float__(self):
+            reads.append(1)
+            return super().__float__()
+
+    step = Trainer.step
+
+    def counted(self):
+        result = step(self)
+        result.loss = result.loss.as_subclass(Loss)
+        return result
+
+    monkeypatch.setattr(Trainer, "step", counted)
+    session = TrainingSession(RunConfig(**SMALL, steps=100), loss_every=10, eval_every=100)
+    session.start()
+    assert session.wait(20) and session.state is State.FINISHED
+    recorded = session.snapshot()["history"]["batch_loss"]
+    assert recorded["step"] == list(range(10, 101, 10)) and len(reads) == 10

@@ -27,6 +27,9 @@ class StepResult:
 
     loss: torch.Tensor
     scalars: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: what the training loop read from the device after this step, in its one sync (``batch_loss``
+    #: at least; empty at the steps it read nothing): hooks use these instead of reading again
+    numbers: dict[str, float] = field(default_factory=dict)
 
     def finite(self) -> bool:
         """False once the loss is NaN or Inf (this synchronises; call it every few steps)."""

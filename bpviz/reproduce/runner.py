@@ -91,9 +91,10 @@ def run_job(job: RunJob) -> dict:
 
     def record_eval(step: int, out) -> None:
         mean = torch.stack(losses).mean().item() if losses else math.nan  # NaN if any step's was
-        writer.append({"step": step, "batch_loss": float(out.loss), "batch_loss_mean": mean})
+        loss = out.numbers["batch_loss"] if out.numbers else float(out.loss)  # the loop's read, where it checked
+        writer.append({"step": step, "batch_loss": loss, "batch_loss_mean": mean})
         losses.clear()
-        if math.isfinite(float(out.loss)):
+        if math.isfinite(loss):
             writer.append({"step": step, **evaluate_split(trainer, "test")})
 
     def record_report(step: int, out) -> None:
