@@ -68,6 +68,7 @@ def _compare(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             ray=args.ray,
+            progress=True,
         )
         for row in result["rows"]:
             print(
@@ -83,6 +84,7 @@ def _compare(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             ray=args.ray,
+            progress=True,
         )
         for row in result["rows"]:
             print(

@@ -70,10 +70,11 @@ def step_size_sweep(
     algorithms=SWEEP_ALGORITHMS,
     workers: int | None = None,
     ray: str | None = None,
+    progress: bool = False,
     **overrides,
 ) -> dict:
     """(a): every algorithm at every step size on the same data and initialisation."""
-    execution = {"workers": workers, "ray": ray}
+    execution = {"workers": workers, "ray": ray, "progress": progress}
     n_train, n_test = SIZES.get(dataset, (4000, 1000))
     base = RunConfig(
         dataset=dataset,
@@ -104,10 +105,12 @@ def run_configs(
     data: Dataset | None = None,
     workers: int | None = None,
     ray: str | None = None,
+    progress: bool = False,
 ) -> list[RunResult]:
     """Every config, headless: in this process when ``data`` is given or ``workers`` is 0, else in
     worker processes (``workers``, default one per core) or, given ``ray`` (``auto`` or HOST:PORT),
-    as Ray tasks; a run that fails there is retried once, then raises."""
+    as Ray tasks; a run that fails there is retried once (said so with ``progress``, which also
+    shows a bar over the runs that ended), then raises."""
     if data is not None or workers == 0:
         return [run(cfg, data, eval_every=eval_every) for cfg in configs]
     jobs = [
@@ -117,11 +120,11 @@ def run_configs(
     if ray is not None:
         from .reproduce.ray_executor import run_ray
 
-        outs = run_ray(jobs, 0, ray, quiet=True, target=run_job)
+        outs = run_ray(jobs, 0, ray, quiet=not progress, target=run_job, desc="compare")
     else:
         from .reproduce.executor import run_local
 
-        outs = run_local(jobs, 0, workers=workers, quiet=True, target=run_job)
+        outs = run_local(jobs, 0, workers=workers, quiet=not progress, target=run_job, desc="compare")
     failed = [out for out in outs if out.get("state") == "failed"]
     if failed:
         raise RuntimeError(f"{len(failed)} comparison runs failed: {failed[0]['error']}")
@@ -136,13 +139,14 @@ def sweep(
     eval_every: int | None = None,
     workers: int | None = None,
     ray: str | None = None,
+    progress: bool = False,
 ) -> dict:
     """Every algorithm at every step size from ``base`` (the same data and initialisation): rows,
     the largest stable step per algorithm, and every run's records. Any base config works, e.g.
     the SIBP authors' 784-500-10 MNIST net (notebook 04). Where the runs go: :func:`run_configs`."""
     n_outputs = (data or load_dataset(base.replace(n_train=1, n_test=1))).n_outputs
     configs = [base.replace(optimizer=a, lr=lr) for a in algorithms for lr in step_sizes]
-    results = run_configs(configs, eval_every or max(1, base.steps // 10), data, workers, ray)
+    results = run_configs(configs, eval_every or max(1, base.steps // 10), data, workers, ray, progress)
     rows, curves = [], {}
     for cfg, result in zip(configs, results, strict=True):
         rows.append(result_row(result, n_outputs, dataset=base.dataset))
@@ -164,6 +168,7 @@ def sa_sgd_comparison(
     seed: int = 0,
     workers: int | None = None,
     ray: str | None = None,
+    progress: bool = False,
     **overrides,
 ) -> dict:
     """(b): every SA-SGD variant vs SGD (all with momentum 0.9) on BN networks, MLP and CNN, equal budgets;
@@ -197,7 +202,7 @@ def sa_sgd_comparison(
             )
             for label, lr in grid
         ]
-        results = run_configs(configs, max(1, steps // 10), workers=workers, ray=ray)
+        results = run_configs(configs, max(1, steps // 10), workers=workers, ray=ray, progress=progress)
         for (label, lr), result in zip(grid, results, strict=True):
             rows.append({**result_row(result, n_outputs, arch=arch), "algorithm": label})
             curves[f"{arch} {label} lr={lr:g}"] = result.records

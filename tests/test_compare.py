@@ -53,8 +53,9 @@ def test_sa_sgd_comparison_runs_every_variant_on_both_archs(tmp_path):
 
 def test_cli_compare_writes_files(tmp_path, capsys):
     assert main(["compare", "sweep", "--dataset", "xor", "--lrs", "0.1", "--steps", "10", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "largest stable step" in out
+    assert "compare" in err and "3/3" in err  # the progress bar over the runs (SGD, ProxBP, SIBP at one step size)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "step_size_sweep.csv",
         "step_size_sweep.html",

@@ -34,28 +34,33 @@ def current_step(folder: str) -> int:
 
 
 class Progress:
-    """A tqdm bar over every run's steps (a plain line every few seconds without tqdm)."""
+    """A tqdm bar (a plain line every few seconds without tqdm) over every run's steps, read from the
+    runs' records, or, where the runs write none (``total`` 0: ``bpviz compare``'s), over the runs
+    that ended. ``desc`` names the command."""
 
-    def __init__(self, jobs: Sequence[RunJob], total: int, quiet: bool = False):
-        self.jobs, self.total, self.quiet = jobs, total, quiet
+    def __init__(self, jobs: Sequence[RunJob], total: int, quiet: bool = False, desc: str = "reproduce"):
+        self.jobs, self.quiet, self.desc = jobs, quiet, desc
+        self.by_steps = total > 0
+        self.total, self.unit = (total, "step") if self.by_steps else (len(jobs), "run")
         self._printed = 0.0
         try:
             from tqdm import tqdm
 
-            self.bar = None if quiet else tqdm(total=total, unit="step", desc="reproduce")
+            self.bar = None if quiet else tqdm(total=self.total, unit=self.unit, desc=desc)
         except ImportError:
             self.bar = None
 
-    def update(self) -> None:
-        done = sum(current_step(job.folder) for job in self.jobs)
+    def update(self, ended: int) -> None:
+        """Show how far the runs are (``ended``: how many of them ended so far)."""
+        done = sum(current_step(job.folder) for job in self.jobs) if self.by_steps else ended
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
-        elif not self.quiet and time.monotonic() - self._printed > 5:
-            print(f"reproduce: {done}/{self.total} steps", flush=True)
+        elif not self.quiet and (time.monotonic() - self._printed > 5 or done == self.total):
+            print(f"{self.desc}: {done}/{self.total} {self.unit}s", flush=True)
             self._printed = time.monotonic()
 
-    def close(self) -> None:
-        self.update()
+    def close(self, ended: int) -> None:
+        self.update(ended)
         if self.bar is not None:
             self.bar.close()
 
@@ -64,8 +69,8 @@ class Attempts:
     """How often each job was tried, and whether a failed one gets another go: the one retry rule of
     both executors (a retry goes on from the last checkpoint the failed attempt left, if any)."""
 
-    def __init__(self, jobs: Sequence[RunJob], retries: int, quiet: bool, where: str = ""):
-        self.jobs, self.retries, self.quiet, self.where = jobs, retries, quiet, where
+    def __init__(self, jobs: Sequence[RunJob], retries: int, quiet: bool, where: str = "", desc: str = "reproduce"):
+        self.jobs, self.retries, self.quiet, self.where, self.desc = jobs, retries, quiet, where, desc
         self.tries = dict.fromkeys(range(len(jobs)), 0)
 
     def start(self, i: int) -> RunJob:
@@ -78,7 +83,7 @@ class Attempts:
         if self.tries[i] <= self.retries:
             if not self.quiet:
                 again = "trying again from its last checkpoint"
-                print(f"reproduce: {job.label} failed{self.where} ({error}); {again}", flush=True)
+                print(f"{self.desc}: {job.label} failed{self.where} ({error}); {again}", flush=True)
             return None
         return {"label": job.label, "folder": job.folder, "state": "failed", "error": error}
 
@@ -90,16 +95,17 @@ def run_local(
     retries: int = 1,
     quiet: bool = False,
     target: Callable[[RunJob], dict] = run_job,
+    desc: str = "reproduce",
 ) -> list[dict]:
     """Every job in worker processes, at most ``workers`` at a time; returns one summary per job,
     in the jobs' order. A dead worker breaks its pool: the jobs it was running are tried again in a
-    new one."""
+    new one. ``desc`` names the command in the progress bar and the messages."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [_with_threads(job, threads) for job in jobs]
     results: dict[int, dict] = {}
-    attempts = Attempts(jobs, retries, quiet)
-    progress = Progress(jobs, total_steps, quiet)
+    attempts = Attempts(jobs, retries, quiet, desc=desc)
+    progress = Progress(jobs, total_steps, quiet, desc)
     queue = deque(range(len(jobs)))
     while queue:
         context = multiprocessing.get_context(START_METHOD)
@@ -111,7 +117,7 @@ def run_local(
                     i = queue.popleft()
                     running[pool.submit(target, attempts.start(i))] = i
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                progress.update()
+                progress.update(len(results))
                 for future in done:
                     i = running.pop(future)
                     error = None
@@ -127,7 +133,7 @@ def run_local(
                             queue.append(i)
                         else:
                             results[i] = summary
-    progress.close()
+    progress.close(len(results))
     return [results[i] for i in range(len(jobs))]
 
 

@@ -54,19 +54,20 @@ def run_ray(
     retries: int = 1,
     quiet: bool = False,
     target: Callable[[RunJob], dict] = run_job,
+    desc: str = "reproduce",
 ) -> list[dict]:
     ray = connect(address)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0, scheduling_strategy="SPREAD")(target)
     # one compute thread per task: Ray gives each task one CPU
     jobs = [replace(job, config={**job.config, "num_threads": job.config.get("num_threads") or 1}) for job in jobs]
-    progress = Progress(jobs, total_steps, quiet)
-    attempts = Attempts(jobs, retries, quiet, where=" on Ray")
+    progress = Progress(jobs, total_steps, quiet, desc)
+    attempts = Attempts(jobs, retries, quiet, where=" on Ray", desc=desc)
     pending = {task.remote(attempts.start(i)): i for i in range(len(jobs))}
     results: dict[int, dict] = {}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-        progress.update()
+        progress.update(len(results))
         for ref in done:
             i = pending.pop(ref)
             try:
@@ -78,5 +79,5 @@ def run_ray(
                     pending[task.remote(attempts.start(i))] = i
                 else:
                     results[i] = summary
-    progress.close()
+    progress.close(len(results))
     return [results[i] for i in range(len(jobs))]
