@@ -60,15 +60,10 @@ def _compare(args: argparse.Namespace) -> int:
     from . import compare
 
     command = "bpviz " + " ".join(args.argv)
+    how = dict(steps=args.steps, seed=args.seed, workers=args.workers, ray=args.ray, progress=True)
     if args.kind == "sweep":
         result = compare.step_size_sweep(
-            args.dataset or "mnist1d",
-            step_sizes=args.lrs or compare.DEFAULT_STEP_SIZES,
-            steps=args.steps,
-            seed=args.seed,
-            workers=args.workers,
-            ray=args.ray,
-            progress=True,
+            args.dataset or "mnist1d", step_sizes=args.lrs or compare.DEFAULT_STEP_SIZES, **how
         )
         for row in result["rows"]:
             print(
@@ -78,13 +73,7 @@ def _compare(args: argparse.Namespace) -> int:
         print("largest stable step:", result["largest_stable_step"])
     else:
         result = compare.sa_sgd_comparison(
-            args.dataset or "digits",
-            step_sizes=args.lrs or compare.SA_SGD_STEP_SIZES,
-            steps=args.steps,
-            seed=args.seed,
-            workers=args.workers,
-            ray=args.ray,
-            progress=True,
+            args.dataset or "digits", step_sizes=args.lrs or compare.SA_SGD_STEP_SIZES, **how
         )
         for row in result["rows"]:
             print(
