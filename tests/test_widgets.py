@@ -77,7 +77,7 @@ def test_start_trains_on_a_worker_and_the_figure_fills(app):
 
 def test_the_page_says_which_samples_the_local_hessians_use_and_marks_bounds(app):
     a = app("dataset=xor&depth=3&width=8&steps=100000")  # no BN: exact, on a training batch's worth
-    assert "first 64 training samples; the training batch size. Every κ shown is exact." in a.hessian_note.value
+    assert "first 64 training samples; the training batch size. Every κ of this run is exact." in a.hessian_note.value
     # a BN CNN's input Hessians (16 channels x 8 x 8 per sample) are too large to solve live
     b = app("dataset=digits&arch=cnn&depth=2&width=16&batch_norm=true&batch_size=128&steps=100000")
     assert (
@@ -208,6 +208,11 @@ def test_an_earlier_runs_mean_kappa_is_over_every_block_and_a_bound_where_one_of
     mean = next(t for t in figure.data if t.name == f"{overlays.items[1].label} · {KAPPA_MEAN}")
     assert mean.marker.symbol == ("circle", "triangle-up-open", "circle", "triangle-up-open")
     assert mean.text == ("κ =", "κ ≥", "κ =", "κ ≥") and "%{text}" in mean.hovertemplate
+    note = "Every κ of this run is exact. △ on a grey line: an earlier run&#x27;s mean κ, a lower bound"
+    assert note in figure.note.value
+    overlays.list.value = ()  # hidden, the earlier runs' bounds are not spoken of
+    figure.show_overlays(overlays)
+    assert "grey line" not in figure.note.value
 
 
 def test_spectrum_hovers_read_log10_lambda_and_an_estimate_says_so():

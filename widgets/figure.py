@@ -74,6 +74,7 @@ class Figure:
         self.view = ALL
         self.present = False
         self._session: TrainingSession | None = None
+        self._overlays: Overlays | None = None
         self._panels: list[Panel] = []
         self._keys: dict[str, str] = {}  # trace name -> history series
         self._spectra: dict[int, str] = {}  # block -> its spectrum's trace
@@ -100,7 +101,6 @@ class Figure:
         self._bounded, self._why = set(), {}
         self._marks = {"lr": [], "diverged": []}
         self.rebuild(overlays)
-        self._describe()
 
     def set_height(self, present: bool) -> None:
         self.present = present
@@ -119,7 +119,7 @@ class Figure:
     def rebuild(self, overlays: Overlays) -> None:
         """The shown panels, one set of traces for the current run in each (per shown block) plus
         the overlays, and the key and explanations that go with them."""
-        cfg = self._session.cfg
+        cfg, self._overlays = self._session.cfg, overlays
         self._panels = panels_for(cfg, self.view)
         blocks = shown_blocks(cfg.depth)
         self._keys, self._spectra, self._overlay_of, self._pushed = {}, {}, {}, {}
@@ -147,6 +147,7 @@ class Figure:
         self.box.layout.grid_template_columns = " ".join(["1fr"] * columns(len(self._panels)))
         self.box.children = [self.widgets[p.title] for p in self._panels]
         self._show_key(overlays)
+        self._describe()
         items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.explain)}</li>" for p in self._panels)
         self.explain.value = f'<ul style="font-size:12px;color:#333;margin:4px 0;padding-left:18px">{items}</ul>'
 
@@ -218,6 +219,7 @@ class Figure:
                         trace.visible = True if self._overlay_of[trace.name] in overlays.shown else "legendonly"
                 keep_state(widget)
         self._show_key(overlays)
+        self._describe()
 
     def mark_divergence(self, step: int) -> None:
         """A line and a label at the step where the run diverged, in the loss panel; the traces end
@@ -408,5 +410,10 @@ class Figure:
             ]
             text += f" △ κ ≥: lower bounds ({'; '.join(parts)})."
         else:
-            text += " Every κ shown is exact."
+            text += " Every κ of this run is exact."
+        overlays = self._overlays
+        if overlays and any(
+            o.label in overlays.shown and any(b.any() for b in o.bounds.values()) for o in overlays.items
+        ):
+            text += " △ on a grey line: an earlier run's mean κ, a lower bound where one of its blocks' κ was."
         self.note.value = f'<span style="color:#555;font-size:12px">{html.escape(text)}</span>'

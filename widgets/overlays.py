@@ -162,8 +162,10 @@ class Overlays:
         self._relabel()
 
     def keep(self, session: TrainingSession) -> None:
-        """Keep a run that is being replaced (one that took no step is nothing to compare with)."""
+        """Keep a run that is being replaced (one that took no step is nothing to compare with, and
+        the run after it takes its number: the key never names a run the page does not show)."""
         if session.step == 0:
+            self.runs_started -= 1
             return
         history = session.history.snapshot()
         lrs = tuple(history["lr"]["value"]) if "lr" in history else (session.cfg.lr,)

@@ -159,6 +159,17 @@ def test_condition_numbers_that_are_bounds_say_so_in_the_page(page, voila_server
     symbols, texts = bound_marks(page, name)
     assert set(symbols) == {"triangle-up-open"} and set(texts) == {"κ ≥"}, (symbols, texts)  # never exact
     screenshot(page, "07-bn-cnn-kappa-lower-bounds")
+    # kept as an overlay, the run's grey mean κ over the blocks is a lower bound too, and says so
+    click(page, ".bpviz-bn input[type=checkbox]")
+    click(page, ".bpviz-reset")
+    expect(page.locator(".bpviz-status")).to_contain_text("idle", timeout=30_000)
+    mean = "run 1: BN, lr 0.05 · κ input · mean"
+    page.wait_for_function("(name) => %s.some(t => t.name === name)" % ALL_TRACES, arg=mean, timeout=30_000)
+    symbols, texts = bound_marks(page, mean)
+    assert symbols and set(symbols) == {"triangle-up-open"} and set(texts) == {"κ ≥"}, (symbols, texts)
+    expect(note).to_contain_text("Every κ of this run is exact. △ on a grey line: an earlier run's mean κ")
+    expect(page.locator(".bpviz-key")).to_contain_text("run 2 (now): no BN")  # the run BN's click made took no step
+    screenshot(page, "07c-earlier-runs-mean-kappa-a-lower-bound")
 
 
 def test_a_kappa_cut_by_the_zero_floor_says_so_in_the_page(page, voila_server):
