@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from nets import two_block_net
 
 from bpviz.config import RunConfig
 from bpviz.hessian_report import ZERO_RTOL, local_hessian_report
@@ -18,19 +19,7 @@ from bpviz.models import build_model
 def _net(arch: str, skip: bool = False, shrink: float = 0.1):
     """A float64 BN net whose block 1 has small weights, so that its BN variances are ~shrink^2 and
     eps's curvature, (eps / var)^2 ~ 1e-6 of lambda_max, sits far above the report's zero floor (1e-9)."""
-    shape = (2, 4, 4) if arch == "cnn" else (6,)
-    cfg = RunConfig(
-        arch=arch,
-        dataset="digits" if arch == "cnn" else "spirals",
-        depth=2,
-        width=3 if arch == "cnn" else 6,
-        activation="tanh",
-        batch_norm=True,
-        skip=skip,
-        dtype="float64",
-        seed=4,
-    )
-    model = build_model(cfg, shape, 3)
+    model, shape = two_block_net(arch, activation="tanh", batch_norm=True, skip=skip, seed=4)
     with torch.no_grad():
         model.blocks[1].affine.weight.mul_(shrink)
     x = torch.randn(8, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) + 0.2

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from nets import two_block_net
 
 from bpviz.config import RunConfig
 from bpviz.hessian_report import HIST_EDGES, REPORT_BN_EPS, local_hessian_report
@@ -78,19 +79,7 @@ def _train(model, x, y, steps=30, lr=0.5):
     ],
 )
 def test_exact_and_report_match_dense_after_training(arch, bn, skip):
-    shape = (2, 4, 4) if arch == "cnn" else (6,)
-    cfg = RunConfig(
-        arch=arch,
-        dataset="digits" if arch == "cnn" else "spirals",
-        depth=2,
-        width=3 if arch == "cnn" else 6,
-        activation="relu",
-        batch_norm=bn,
-        skip=skip,
-        dtype="float64",
-        seed=3,
-    )
-    model = build_model(cfg, shape, 3)
+    model, shape = two_block_net(arch, activation="relu", batch_norm=bn, skip=skip, seed=3)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, *shape, dtype=torch.float64, generator=g) + 0.3
     y = torch.randint(0, 3, (8,), generator=g)
