@@ -35,6 +35,7 @@ def bound_marks(bound: np.ndarray, exact_size: float) -> dict:
             size=np.where(bound, 7, exact_size).astype(np.float32),
         ),
         text=np.where(bound, "κ ≥", "κ =").tolist(),
+        cliponaxis=False,  # whole triangles at the axes too (the report at step 0 sits on the y axis)
     )
 
 
