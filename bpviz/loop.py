@@ -127,6 +127,10 @@ class TimeShare:
 #: (step 10), so that neither holds that point up nor do two reports come at one step
 MIN_REPORTS = 8
 FIRST_REPORT = 20
+#: the share of the time the adaptive cadence gives the reports beyond the front-loaded ones (those
+#: come whatever they cost: a deep BN preset's run is then mostly reports, 91 % of deep-tanh-bn's
+#: 1,000 steps on one CPU thread, measured for docs/results.md)
+REPORT_SHARE = 0.15
 
 
 def front_loaded_steps(steps: int, n: int = MIN_REPORTS, first: int = FIRST_REPORT) -> set[int]:
@@ -157,8 +161,9 @@ class StepRate:
 
 class ReportSchedule:
     """When the local-Hessian report is due: every ``every`` steps, or with ``"auto"`` at the
-    front-loaded steps and whenever reports have taken at most ``share`` of the time; never before
-    ``started`` (the starting network's report, which waits for the first loss point)."""
+    front-loaded steps (whatever a report costs) and, besides, whenever reports have taken at most
+    ``share`` of the time; never before ``started`` (the starting network's report, which waits for
+    the first loss point)."""
 
     def __init__(self, steps: int, share: float):
         self._share = TimeShare(share)

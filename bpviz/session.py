@@ -28,7 +28,7 @@ from .config import RunConfig
 from .events import Subscribers, Subscription
 from .hessian_report import local_hessian_report, probe_size
 from .history import History
-from .loop import Hook, ReportSchedule, StepRate, train_loop
+from .loop import REPORT_SHARE, Hook, ReportSchedule, StepRate, train_loop
 from .loop import every as loop_every
 from .metrics import step_metrics
 from .optim.base import check_lr
@@ -62,7 +62,7 @@ class TrainingSession:
         max_rate: float = 10.0,
         loss_every: int = 10,
         eval_every: int = 100,
-        hessian_share: float = 0.15,
+        hessian_share: float = REPORT_SHARE,
         hessian_samples: int | None = None,
         history_points: int = 1000,
         train_eval_samples: int = 1024,
@@ -195,8 +195,9 @@ class TrainingSession:
         self._pending_lr = check_lr(lr)
 
     def set_hessian_every(self, every: int | str) -> None:
-        """A fixed report cadence in steps, or ``"auto"`` (reports take at most ``hessian_share``
-        of the worker's time); the run's record gets the change."""
+        """A fixed report cadence in steps, or ``"auto"`` (``MIN_REPORTS`` front-loaded reports, and
+        between them reports whenever they have taken at most ``hessian_share`` of the worker's
+        time: ``loop.ReportSchedule``); the run's record gets the change."""
         if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"hessian_every: got {every!r}; allowed: 'auto' or an integer >= 1")
         self._hessian_every = every

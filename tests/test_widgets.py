@@ -750,3 +750,20 @@ def test_editing_a_presets_setting_makes_the_settings_custom(app):
     a.controls["depth"].value = depth
     assert wait_for(lambda: a.cfg.depth == depth and a.preset.value == "" and a.lesson.loaded.value == "")
     assert a.preset_note.value == ""
+
+
+def test_the_hessian_menu_says_what_auto_does(app):
+    """The "auto" cadence gives the front-loaded reports whatever they cost and the share to the rest: the menu
+    and its tooltip say both, with the numbers the session runs with."""
+    import inspect
+
+    from bpviz.loop import MIN_REPORTS, front_loaded_steps
+    from bpviz.session import TrainingSession
+
+    share = inspect.signature(TrainingSession).parameters["hessian_share"].default
+    menu = app().form.widgets["hessian_every"]
+    label = dict((v, k) for k, v in menu.options)["auto"]
+    assert (
+        label == f"auto ({MIN_REPORTS} early + ≤{share:.0%} of time)" and len(front_loaded_steps(10**6)) == MIN_REPORTS
+    )
+    assert f"{MIN_REPORTS} more" in menu.tooltip and "whatever they cost" in menu.tooltip

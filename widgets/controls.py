@@ -18,6 +18,7 @@ from typing import Any, Literal
 import ipywidgets as W
 
 from bpviz.config import RunConfig
+from bpviz.loop import MIN_REPORTS, REPORT_SHARE
 from bpviz.optim import ALGORITHMS, Option
 
 #: fields the page may not set: they name files or machine resources
@@ -104,12 +105,22 @@ def _lr_slider(description: str) -> W.Widget:
     )
 
 
+#: what "auto" does, in the menu and its tooltip: the front-loaded reports come whatever they cost
+AUTO_LABEL = f"auto ({MIN_REPORTS} early + ≤{REPORT_SHARE:.0%} of time)"
+AUTO_TIP = (
+    f"auto: a report of the starting network and {MIN_REPORTS} more, most of them early in the run, whatever "
+    f"they cost (a deep BN net's take seconds each: most of a short run), and between them a report whenever "
+    f"reports have taken at most {REPORT_SHARE:.0%} of the time"
+)
+
+
 def _hessian_menu(description: str) -> W.Widget:
     """The usual report cadences; any other valid one (from a link) is added to the menu when shown."""
     return W.Dropdown(
-        options=[("auto (≤15% of time)", "auto"), ("every step", 1), ("every 10", 10), ("every 100", 100)],
+        options=[(AUTO_LABEL, "auto"), ("every step", 1), ("every 10", 10), ("every 100", 100)],
         description=description,
         style=STYLE,
+        tooltip=AUTO_TIP,
     )
 
 
