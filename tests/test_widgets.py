@@ -660,6 +660,24 @@ def test_a_saved_run_resumes_from_its_checkpoint_in_the_page(app):
     assert wait_for(lambda: a.session.state.value == "finished" and a.session.step == 240, timeout=60)
 
 
+def test_a_saved_run_shown_again_has_the_series_of_the_run_kept_from_the_page(app):
+    """Loss, test accuracy and the mean κ (bounds marked) from the saved records equal what the
+    page kept of the same run when it was replaced."""
+    from bpviz.widgets.overlays import KAPPA_MEAN, session_series
+
+    a = app("dataset=xor&depth=2&width=8&steps=120")
+    a.start_btn.click()
+    assert wait_for(lambda: a.session.state.value == "finished", timeout=60)
+    kept, kept_bounds = session_series(a.session.history.snapshot())
+    run_id = a.session.writer.path.name
+    a.overlays.add_saved(a.runs_dir, run_id)
+    [saved] = [o for o in a.overlays.items if o.run_id == run_id]
+    assert set(saved.series) == set(kept) == {"batch loss", "test accuracy", KAPPA_MEAN}
+    for key, (x, y) in kept.items():
+        assert list(saved.series[key][0]) == list(x) and list(saved.series[key][1]) == pytest.approx(list(y))
+    assert [list(b) for b in saved.bounds.values()] == [list(b) for b in kept_bounds.values()]
+
+
 def test_teacher_flags_hide_what_they_name_and_stay_in_the_share_link(app):
     a = app("depth=3&optimizer_hide=true&lr_hide=1&share_hide=true&batch_norm_hide=false")
     assert a.controls["optimizer"].layout.display == "none" and a.controls["lr"].layout.display == "none"

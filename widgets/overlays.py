@@ -123,6 +123,20 @@ def session_series(history: dict) -> tuple[dict[str, tuple[np.ndarray, np.ndarra
     return series, bounds
 
 
+def records_history(records: list[dict]) -> dict:
+    """A saved run's records as a history snapshot, ``{name: {"step": [...], "value": [...]}}``: the
+    series an overlay keeps."""
+    names = {name for _, name in KEPT}
+    history: dict[str, dict[str, list]] = {}
+    for record in records:
+        for name, value in record.items():
+            if name in names or name.startswith(("cond/input/", "cond_lower_bound/input/")):
+                series = history.setdefault(name, {"step": [], "value": []})
+                series["step"].append(record["step"])
+                series["value"].append(value)
+    return history
+
+
 def report_spectrum(report: dict | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
     """A report's input-Hessian histograms summed over the blocks: (bin centres, counts), and whether
     the sum is an estimate (some block's histogram is one)."""
@@ -175,15 +189,13 @@ class Overlays:
         )
 
     def add_saved(self, runs_dir: Path, run_id: str) -> None:
-        """A saved run; ``run_id`` comes from ``list_runs``, never a path from the page."""
+        """A saved run, with the series a kept run has (its records hold the same numbers; not its
+        last spectrum, which they do not hold); ``run_id`` comes from ``list_runs``, never a path
+        from the page."""
         run = load_run(runs_dir / run_id)
-        series = {}
-        for key, name in KEPT:
-            points = [(r["step"], r[name]) for r in run.records if name in r]
-            if points:
-                series[key] = downsample(*zip(*points))
+        series, bounds = session_series(records_history(run.records))
         lrs = tuple(lr for _, lr in run.step_sizes)
-        self._add(Overlay(0, run.config, lrs, series, run_id=run_id))
+        self._add(Overlay(0, run.config, lrs, series, run_id=run_id, bounds=bounds))
 
     def remove(self, labels: set[str]) -> None:
         self.items = [o for o in self.items if o.label not in labels]
