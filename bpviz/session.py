@@ -158,13 +158,17 @@ class TrainingSession:
             self._set_state(State.RUNNING)
             self._running.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """End the run (state finished) and wait for the worker to leave."""
+    def stop(self, timeout: float = 10.0, wait: bool = True) -> None:
+        """End the run (state finished). With ``wait``, wait for the worker to leave (SessionError
+        after ``timeout``); without, return at once: the worker leaves after the step or the
+        local-Hessian report it is computing (a report is not interrupted, and a deep BN net's can
+        take longer than ``timeout`` on a busy machine: 14 s measured), and the state then says so."""
         with self._lock:
             self._require("stop", State.RUNNING, State.PAUSED)
             self._stop.set()
             self._running.set()
-        self._join(timeout)
+        if wait:
+            self._join(timeout)
 
     def reset(self, cfg: RunConfig | None = None, timeout: float = 10.0) -> None:
         """Stop whatever runs, then a fresh model (from ``cfg`` if given) in state idle."""

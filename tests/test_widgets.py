@@ -785,3 +785,35 @@ def test_the_hessian_menu_says_what_auto_does(app):
         label == f"auto ({MIN_REPORTS} early + ≤{share:.0%} of time)" and len(front_loaded_steps(10**6)) == MIN_REPORTS
     )
     assert f"{MIN_REPORTS} more" in menu.tooltip and "whatever they cost" in menu.tooltip
+
+
+def test_stop_and_new_settings_during_a_long_report_do_not_wait_for_it(app, monkeypatch):
+    """A deep BN net's report can outlast the session's stop timeout on a busy machine (14 s
+    measured): Stop and a new network then act at once, and the old worker leaves after its report."""
+    import threading
+
+    from bpviz import session as session_module
+
+    real = session_module.local_hessian_report
+    inside, release, calls = threading.Event(), threading.Event(), []
+
+    def long_report(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the first report after the starting network's: the worker stays in it
+            inside.set()
+            release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "local_hessian_report", long_report)
+    a = app("dataset=xor&depth=2&width=8&steps=100000")
+    a.start_btn.click()
+    assert inside.wait(30)
+    old = a.session
+    a.stop_btn.click()
+    assert wait_for(lambda: "Stopping: the run ends once the local-Hessian report" in a.message.value)
+    assert old.state.value == "running" and "Error" not in a.message.value  # still inside its report
+    a.controls["depth"].value = 3  # a new network while the old worker computes
+    assert wait_for(lambda: a.session is not old and a.session.cfg.depth == 3)
+    assert "Stopping" not in a.message.value and old.state.value == "running"
+    release.set()
+    assert old.wait(30) and old.state.value == "finished"

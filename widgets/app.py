@@ -37,6 +37,7 @@ from .teacher import apply_to_page, keep_locked, locked_fields, split_flags
 #: the fields a running session takes as they change, and the method that takes each; a change of
 #: any other field starts a new run
 LIVE = {"lr": "set_lr", "hessian_every": "set_hessian_every"}
+STOPPING = "Stopping: the run ends once the local-Hessian report it is computing is done."
 
 
 class Dashboard:
@@ -70,6 +71,7 @@ class Dashboard:
         )
         put = self.publisher.put
         self._drawn_state = ""
+        self._stopping = False  # Stop was pressed while the worker was inside a report
         settings = {f.name for f in page_fields()}
         query, self.flags, flag_notes = split_flags(query, settings, VIEWS)
         self.locked = locked_fields(self.flags, settings)  # the fields _switch and _edit keep
@@ -208,6 +210,9 @@ class Dashboard:
 
     def _adopt(self, session: TrainingSession) -> None:
         self.session, self.cfg = session, session.cfg
+        if self._stopping:  # the run that was stopping is not the page's any more
+            self._stopping = False
+            self._say("")
         if self.preset.value and session.cfg.name != self.preset.value:
             self.preset.value = ""  # custom settings now: the menu and the lesson say so
         self._show(session.cfg)
@@ -232,7 +237,7 @@ class Dashboard:
         old = self.session
         self.overlays.keep(old)
         if old.state in (State.RUNNING, State.PAUSED):
-            old.stop()
+            old.stop(wait=False)  # its worker leaves after what it is computing; the new run starts now
         self._adopt(session)
         return True
 
@@ -295,8 +300,13 @@ class Dashboard:
             self.session.resume()
 
     def _stop(self, _: None) -> None:
+        """Stop without waiting for the worker: it may be inside a local-Hessian report, which is
+        not interrupted, and the page stays live meanwhile (the status says when it has stopped)."""
         if self.session.state in (State.RUNNING, State.PAUSED):
-            self.session.stop()
+            self.session.stop(wait=False)
+            if not self.session.wait(0.5):
+                self._stopping = True
+                self._say(STOPPING, "info")
 
     def _reset(self, _: None) -> None:
         self._say("")
@@ -356,7 +366,7 @@ class Dashboard:
     def _check_heartbeat(self) -> None:
         s = self.session
         if s.state is State.RUNNING and self.heartbeat.silent():
-            s.stop()  # the page is gone: do not train for nobody
+            s.stop(wait=False)  # the page is gone: do not train for nobody
             self._say(
                 f"Stopped at step {s.step}: no heartbeat from the page for {self.heartbeat.timeout:.0f} s "
                 "(was the tab closed or asleep?). Press Start for a new run.",
@@ -370,6 +380,9 @@ class Dashboard:
             self._drawn_state = state
             if state in {s.value for s in ENDED}:
                 self.compare.list_saved()
+                if self._stopping:
+                    self._stopping = False
+                    self._say("")
             if state == "diverged" and snap["diverged_at"] is not None:
                 self.figure.mark_divergence(snap["diverged_at"])
         self.pause_btn.description = "Resume" if state == "paused" else "Pause"

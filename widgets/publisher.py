@@ -37,8 +37,11 @@ class Publisher:
     def start(self) -> None:
         self.thread.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread after its current command or tick, and wait for it (not from itself)."""
         self._alive = False
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
 
     def _loop(self) -> None:
         deadline = time.monotonic()
