@@ -36,6 +36,9 @@ def test_widths_travel_in_a_link_and_train_with_sibp():
     assert RunConfig.from_json(cfg.to_json()) == cfg
     model = build_model(cfg, (2,), 2)
     algo = make_algorithm(cfg, model)
-    x, y = torch.randn(32, 2), torch.randint(0, 2, (32,))
+    # a learnable task on data of its own seed (unseeded random labels made this depend on test order:
+    # SIBP at step 1 oscillates on 32 random labels); the loss falls below half of its start on seeds 0-7
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
     losses = [algo.step(x, y).loss.item() for _ in range(20)]
-    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.5 * losses[0]
