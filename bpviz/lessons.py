@@ -24,7 +24,6 @@ from .data import Dataset
 from .hessian_report import REPORT_BN_EPS, ZERO_RTOL, below_floor, local_hessian_report
 from .local_hessian import local_hessian_spectrum
 from .models import ACTIVATIONS, BlockNet, build_model, network_loss
-from .reproduce import EXPERIMENTS
 from .train import Trainer
 
 # --- printing ----------------------------------------------------------------------------------
@@ -381,30 +380,3 @@ def curve(records: list[dict], key: str) -> dict[str, list]:
     ready for ``fig.add_scatter(**curve(...))``."""
     pts = [(r["step"], r[key]) for r in records if key in r]
     return {"x": [s for s, _ in pts], "y": [v for _, v in pts]}
-
-
-def recipe_lines(name: str) -> list[str]:
-    """A reproduction's title and where each of its settings comes from (``bpviz reproduce NAME``)."""
-    experiment = EXPERIMENTS[name]
-    lines = [experiment.title, f"{len(experiment.runs)} runs of {experiment.runs[0].cfg.steps:,} steps"]
-    return lines + [f"- {setting}: {source}" for setting, source in experiment.sources.items()]
-
-
-def reproduction_rows(result: dict) -> list[dict]:
-    """Per run of a reproduction's results: how it ended, its last evaluation on the full test set
-    and its train loss at the end (NaN where it has none: a run that diverged or failed)."""
-    rows = []
-    for run in result["runs"]:
-        tested = [r for r in run["records"] if "test_accuracy" in r]
-        last = tested[-1] if tested else {}
-        rows.append(
-            {
-                "run": run["label"],
-                "state": run["summary"]["state"],
-                "step": run["summary"].get("step", math.nan),
-                "test accuracy": last.get("test_accuracy", math.nan),
-                "at step": last.get("step", math.nan),
-                "final train loss": run["summary"].get("train_loss", math.nan),
-            }
-        )
-    return rows

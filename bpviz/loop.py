@@ -128,8 +128,8 @@ class TimeShare:
 MIN_REPORTS = 8
 FIRST_REPORT = 20
 #: the share of the time the adaptive cadence gives the reports beyond the front-loaded ones (those
-#: come whatever they cost: a deep BN preset's run is then mostly reports, 91 % of deep-tanh-bn's
-#: 1,000 steps on one CPU thread, measured for docs/results.md)
+#: come whatever they cost: a deep BN preset's run is then mostly reports, 92 % of deep-tanh-bn's
+#: 1,000 steps on one CPU thread, bench/report_share.py)
 REPORT_SHARE = 0.15
 
 

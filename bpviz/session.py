@@ -16,7 +16,6 @@ import copy
 import threading
 import time
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +32,8 @@ from .loop import every as loop_every
 from .metrics import step_metrics
 from .optim.base import check_lr
 from .runs import RunWriter
+from .session_state import ENDED, SessionError, State
 from .train import Trainer
-
-
-class State(str, Enum):
-    IDLE = "idle"
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-
-
-ENDED = (State.FINISHED, State.DIVERGED, State.FAILED)
-
-
-class SessionError(RuntimeError):
-    """A control that the session's current state does not allow; the message names the state."""
 
 
 class TrainingSession:

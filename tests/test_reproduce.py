@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from bpviz import lessons
 from bpviz.checkpoint import read_checkpoint
 from bpviz.cli import main
 from bpviz.config import ConfigError
@@ -44,13 +43,13 @@ def test_every_experiment_runs_end_to_end_in_tiny_mode(name, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert_the_pngs_show_the_charts(result, out / "figures")
     # what notebooks 03 and 04 print of a reproduction: each run's last test evaluation and final loss
-    for row, run in zip(lessons.reproduction_rows(result), result["runs"], strict=True):
+    for row, run in zip(report.reproduction_rows(result), result["runs"], strict=True):
         tested = [r for r in run["records"] if "test_accuracy" in r]
         assert row["run"] == run["label"] and row["state"] == run["summary"]["state"]
         if run["summary"]["state"] == "finished":
             assert (row["test accuracy"], row["at step"]) == (tested[-1]["test_accuracy"], tested[-1]["step"])
             assert row["final train loss"] == run["summary"]["train_loss"]
-    assert lessons.recipe_lines(name)[0] == experiment.title
+    assert report.recipe_lines(name)[0] == experiment.title
 
 
 def assert_the_pngs_show_the_charts(result: dict, folder: Path) -> None:

@@ -32,12 +32,12 @@ from .layout import PRESENT_TIP, PROJECTOR_HIDES, TITLE, secondary, share_link, 
 from .lesson import LessonGuide
 from .overlays import Overlays
 from .publisher import Publisher
+from .status import STOPPING, ended_badly, status_line
 from .teacher import apply_to_page, keep_locked, locked_fields, split_flags
 
 #: the fields a running session takes as they change, and the method that takes each; a change of
 #: any other field starts a new run
 LIVE = {"lr": "set_lr", "hessian_every": "set_hessian_every"}
-STOPPING = "Stopping: the run ends once the local-Hessian report it is computing is done."
 
 
 class Dashboard:
@@ -386,15 +386,9 @@ class Dashboard:
             if state == "diverged" and snap["diverged_at"] is not None:
                 self.figure.mark_divergence(snap["diverged_at"])
         self.pause_btn.description = "Resume" if state == "paused" else "Pause"
-        ready = " · ready: press Start" if state == "idle" else ""
-        self.status.value = (
-            f"<b>{state}</b>{ready} · step {snap['step']} · {snap['steps_per_s']:.0f} steps/s · "
-            f"{snap['device']} · lr {snap['lr']:.2e}"
-        )
+        self.status.value = status_line(snap)
         if state in ("diverged", "failed") and not any(w in self.message.value for w in ("diverged", "failed")):
-            what = snap["message"]
-            what = f"Run {what}" if what.startswith(state) else f"Run {state}: {what}"
-            self._say(f"{what}. The history up to then is kept; change the step size and press Reset.", "error")
+            self._say(ended_badly(snap), "error")
         # while the page has not taken the last updates, another would only queue up behind them
         if self.flow.ready() and self.figure.draw(snap, self.session.report):
             self.flow.sent()

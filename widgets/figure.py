@@ -18,11 +18,10 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from bpviz.hessian_report import ZERO_RTOL
-
 from .boundary_trace import boundary_traces, update_boundary
 from .bounds import bound_marks, hover_bounds, merge_bounds
 from .grid import ALL, BOTTOM, BOTTOM_UNTITLED, columns, panel_height, panels_for, x_extent, x_titled
+from .hessian_note import hessian_note, note_why
 from .overlays import OVERLAY_DASHES, key_html
 from .panel_widget import LockedFigureWidget, downsample, keep_state, panel_widget, shown_blocks
 from .panels import PALETTE, PANELS, Panel
@@ -33,14 +32,6 @@ if TYPE_CHECKING:
     from .overlays import Overlays
 
 MARKERS_BELOW = 30  # a trace with fewer points also shows markers
-_FLOOR = f"{ZERO_RTOL:.0e}".replace("e-0", "e-")  # "1e-9"
-#: why a report's κ is only a lower bound, as the note above the figure says it
-WHY_BOUND = {
-    "lanczos": "the exact spectrum is too large to refresh live; Krylov bounds, certified, and their spectra "
-    "are estimates",
-    "floor": f"the spectrum goes on below {_FLOOR} λmax, where the report counts eigenvalues as zero",
-    "": "the report could not give the exact value",  # no report seen says why
-}
 FULL_RATE = ("loss",)  # the panels sent at every draw; the others at most every SLOW_PERIOD seconds
 SLOW_PERIOD = 0.5
 
@@ -262,7 +253,7 @@ class Figure:
         update is a redraw in the page, and the page's time is what bounds the rate the loss curve
         streams at). False if nothing was sent."""
         history = snapshot["history"]
-        self._note_why(report)
+        note_why(report, self._why)
         x_end = x_extent(int(snapshot["step"]), self._session.cfg.steps)
         x_range, self._x_end = x_end != self._x_end, x_end
         sent = self._mark_lr_changes(history)
@@ -370,13 +361,6 @@ class Figure:
             self._describe()
         return series, new
 
-    def _note_why(self, report: dict | None) -> None:
-        """Why each of a report's bounds is one (for the note above the figure)."""
-        for s in report["stats"] if report else ():
-            why = "lanczos" if s["method"] != "exact" else "floor" if s.get("below_floor") else None
-            if why:
-                self._why.setdefault(f"cond_lower_bound/{s['wrt']}/{s['block']}", why)
-
     def _new_spectra(self, report: dict | None) -> dict:
         """The input-Hessian spectra of a report not drawn yet: {trace: (centres, counts, estimated)}."""
         if report is None or self._pushed.get("report") == report["step"]:
@@ -392,28 +376,5 @@ class Figure:
 
     def _describe(self) -> None:
         """Say on which samples the local Hessians are computed, and which numbers are bounds."""
-        s = self._session
-        n, batch = s.probe_samples, s.cfg.batch_size
-        bn = " (batch norm's statistics over these)" if s.cfg.batch_norm else ""
-        same = "the training batch size" if n == batch else f"training batches have {batch}"
-        text = f"Local Hessians on the first {n} training samples{bn}; {same}."
-        if self._bounded:
-            groups: dict[tuple[str, str], list[int]] = {}
-            for key in sorted(self._bounded, key=lambda k: int(k.rsplit("/", 1)[1])):
-                _, wrt, block = key.split("/")
-                groups.setdefault((self._why.get(key, ""), wrt), []).append(int(block))
-            parts = [
-                f"{wrt} κ of block{'s' if len(blocks) > 1 else ''} {', '.join(map(str, blocks))}: {WHY_BOUND[why]}"
-                for (why, wrt), blocks in sorted(
-                    groups.items(), key=lambda g: (list(WHY_BOUND).index(g[0][0]), g[0][1])
-                )
-            ]
-            text += f" △ κ ≥: lower bounds ({'; '.join(parts)})."
-        else:
-            text += " Every κ of this run is exact."
-        overlays = self._overlays
-        if overlays and any(
-            o.label in overlays.shown and any(b.any() for b in o.bounds.values()) for o in overlays.items
-        ):
-            text += " △ on a grey line: an earlier run's mean κ, a lower bound where one of its blocks' κ was."
+        text = hessian_note(self._session, self._bounded, self._why, self._overlays)
         self.note.value = f'<span style="color:#555;font-size:12px">{html.escape(text)}</span>'

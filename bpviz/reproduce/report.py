@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import html_plot
 from ..config import ConfigError
 from ..runs import jsonable, load_run
-from .experiments import Experiment
+from .experiments import Experiment, get_experiment
 
 #: what a --tiny result says of itself, on the page and under every PNG's title
 TINY_NOTE = "synthetic data in the real file formats; it shows the pipeline works, not the paper's result"
@@ -208,3 +208,30 @@ def figure_writer(kind: str = "png") -> Callable[[dict, Path], list[Path]]:
         return found[0].load()
     except ImportError as exc:
         raise ConfigError(f"png: the {kind} figure writer cannot be loaded ({exc}): {hint}") from None
+
+
+def recipe_lines(name: str) -> list[str]:
+    """A reproduction's title and where each of its settings comes from (``bpviz reproduce NAME``)."""
+    experiment = get_experiment(name)
+    lines = [experiment.title, f"{len(experiment.runs)} runs of {experiment.runs[0].cfg.steps:,} steps"]
+    return lines + [f"- {setting}: {source}" for setting, source in experiment.sources.items()]
+
+
+def reproduction_rows(result: dict) -> list[dict]:
+    """Per run of a reproduction's results: how it ended, its last evaluation on the full test set
+    and its train loss at the end (NaN where it has none: a run that diverged or failed)."""
+    rows = []
+    for run in result["runs"]:
+        tested = [r for r in run["records"] if "test_accuracy" in r]
+        last = tested[-1] if tested else {}
+        rows.append(
+            {
+                "run": run["label"],
+                "state": run["summary"]["state"],
+                "step": run["summary"].get("step", math.nan),
+                "test accuracy": last.get("test_accuracy", math.nan),
+                "at step": last.get("step", math.nan),
+                "final train loss": run["summary"].get("train_loss", math.nan),
+            }
+        )
+    return rows
